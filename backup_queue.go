@@ -1,0 +1,375 @@
+package mcsession
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"maps"
+	"math"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+)
+
+// schedule queues e for an asynchronous backup. A session already queued is
+// not queued twice: the worker stores whatever state it has when it gets to
+// it. If the queue is full the session is counted in BackupsDropped and
+// left for the retry loop; nothing is lost.
+func (b *backup) schedule(e *entry) {
+	e.mu.Lock()
+	if e.queued {
+		e.mu.Unlock()
+		return
+	}
+	e.queued = true
+	e.mu.Unlock()
+	b.backlog.Add(1)
+	select {
+	case b.queue <- e:
+		return
+	default:
+	}
+	e.mu.Lock()
+	e.queued = false
+	e.mu.Unlock()
+	b.done()
+	b.m.stats.backupsDropped.Add(1)
+	b.m.logger.warn("queue-full", "mcsession: backup queue full; sessions are retried (raise BackupQueueSize or BackupWorkers)",
+		"size", cap(b.queue))
+	b.addPending(e)
+}
+
+// done records that one scheduled backup has finished.
+func (b *backup) done() {
+	if b.backlog.Add(-1) == 0 {
+		select {
+		case b.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// work stores queued sessions until Close.
+func (b *backup) work() {
+	for {
+		select {
+		case <-b.m.stop:
+			return
+		case e := <-b.queue:
+			e.mu.Lock()
+			e.queued = false // changes from now on queue it again
+			e.mu.Unlock()
+			if err := b.store(e, time.Now().Add(b.m.cfg.BackupTimeout)); retryable(err) {
+				b.addPending(e)
+			}
+			b.done()
+		}
+	}
+}
+
+// storeNow stores e on the caller's goroutine, within BackupTimeout; a
+// failure leaves it for the retry loop. It is the SyncBackup path.
+func (b *backup) storeNow(e *entry) {
+	if err := b.store(e, time.Now().Add(b.m.cfg.BackupTimeout)); retryable(err) {
+		b.addPending(e)
+	}
+}
+
+func (b *backup) addPending(e *entry) {
+	b.pendingMu.Lock()
+	b.pending[e] = struct{}{}
+	b.pendingMu.Unlock()
+}
+
+func (b *backup) pendingLen() int {
+	b.pendingMu.Lock()
+	defer b.pendingMu.Unlock()
+	return len(b.pending)
+}
+
+// takePending empties the pending set and returns what it held.
+func (b *backup) takePending() []*entry {
+	b.pendingMu.Lock()
+	defer b.pendingMu.Unlock()
+	list := make([]*entry, 0, len(b.pending))
+	for e := range b.pending {
+		list = append(list, e)
+	}
+	clear(b.pending)
+	return list
+}
+
+// retryLoop queues failed and dropped backups again every RetryInterval,
+// and at once when a node comes up. When a node goes down it queues every
+// local session on it, so they move to another node before anyone asks.
+func (b *backup) retryLoop() {
+	t := time.NewTicker(b.m.cfg.RetryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.m.stop:
+			return
+		case <-b.kick:
+		case <-t.C:
+		}
+		if b.rescue.Swap(false) {
+			b.rescueSessions()
+		}
+		for _, e := range b.takePending() {
+			b.schedule(e)
+		}
+	}
+}
+
+// rescueSessions queues every local session whose node is down or gone.
+func (b *backup) rescueSessions() {
+	ns := b.nodes.Load()
+	var move []*entry
+	b.m.sessions.Range(func(_ string, e *entry) bool {
+		e.mu.Lock()
+		n := ns.byID[e.node]
+		if n == nil || !n.up.Load() {
+			move = append(move, e)
+		}
+		e.mu.Unlock()
+		return true
+	})
+	for _, e := range move {
+		b.schedule(e)
+	}
+}
+
+// flush stores every queued and pending session, for Shutdown. It makes
+// passes until nothing is pending, a pass makes no progress, or ctx is done.
+func (b *backup) flush(ctx context.Context) error {
+	prev := math.MaxInt
+	for {
+		for _, e := range b.takePending() {
+			b.enqueueWait(ctx, e)
+		}
+		for b.backlog.Load() > 0 {
+			select {
+			case <-b.drained:
+			case <-ctx.Done():
+				return fmt.Errorf("%w: %d sessions queued or pending: %w", ErrNotFlushed, int(b.backlog.Load())+b.pendingLen(), ctx.Err())
+			}
+		}
+		n := b.pendingLen()
+		if n == 0 {
+			return nil
+		}
+		if n >= prev {
+			return fmt.Errorf("%w: %d sessions could not be written (see the log for the node errors)", ErrNotFlushed, n)
+		}
+		prev = n
+	}
+}
+
+// enqueueWait queues e, waiting for room in the queue rather than dropping.
+func (b *backup) enqueueWait(ctx context.Context, e *entry) {
+	e.mu.Lock()
+	if e.queued {
+		e.mu.Unlock()
+		return
+	}
+	e.queued = true
+	e.mu.Unlock()
+	b.backlog.Add(1)
+	select {
+	case b.queue <- e:
+	case <-ctx.Done():
+		e.mu.Lock()
+		e.queued = false
+		e.mu.Unlock()
+		b.done()
+		b.addPending(e)
+	}
+}
+
+// errPermanent marks a backup error that retrying cannot fix until the
+// session changes again: an encoding error or a session that is too large.
+type errPermanent struct{ error }
+
+func (e errPermanent) Unwrap() error { return e.error }
+
+// retryable reports whether a failed backup should be retried later.
+func retryable(err error) bool {
+	var p errPermanent
+	return err != nil && !errors.As(err, &p)
+}
+
+// store brings memcached up to date with e: it writes e (set) if it changed
+// or a mutable value read from it now encodes differently, extends the
+// backup's TTL (touch) if memcached would drop it before the local copy
+// expires, or deletes it if e has ended. A node that fails is marked down
+// and the session moves to another node and is tried there, while deadline
+// allows.
+func (b *backup) store(e *entry, deadline time.Time) error {
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
+	for {
+		err := b.storeOnce(e)
+		var ne *NodeError
+		if err == nil || !errors.As(err, &ne) || classify(ne.Err) != classUnreachable ||
+			time.Until(deadline) < b.m.cfg.OperationTimeout {
+			return err
+		}
+		// The node is marked down now; the next pass relocates the session.
+	}
+}
+
+// storeOnce is one pass of store, on e's current node. e.writeMu is held.
+func (b *backup) storeOnce(e *entry) error {
+	now := time.Now()
+	e.mu.Lock()
+	if e.removed {
+		e.mu.Unlock()
+		return b.deleteStored(e)
+	}
+	b.placeLocked(e)
+	n := b.nodes.Load().byID[e.node]
+	if n == nil || !n.up.Load() {
+		e.mu.Unlock()
+		b.m.stats.backupsFailed.Add(1)
+		return ErrNoNodeUp
+	}
+	id := e.id
+	key := memcacheKey(b.m.cfg.KeyPrefix, id)
+	write := e.dirty || e.readMutable || key != e.storedKey
+	mustWrite := e.dirty || key != e.storedKey
+	touch := !write && e.storedUntil.Before(b.m.expiryLocked(e))
+	if !write && !touch {
+		e.mu.Unlock()
+		return nil
+	}
+	exp, until := b.ttlLocked(e, now)
+	env := envelope{id: id, created: e.created, idleTimeout: b.m.cfg.IdleTimeout, lifetime: b.m.cfg.Lifetime}
+	var values map[string]any
+	if write {
+		values = maps.Clone(e.values)
+		e.dirty, e.readMutable = false, false
+	}
+	e.mu.Unlock()
+
+	if touch {
+		start := time.Now()
+		err := b.do(n, "touch", func(c *memcache.Client) error { return c.Touch(key, exp) })
+		b.m.stats.backupLatency.observe(time.Since(start))
+		if err == nil {
+			b.m.stats.touches.Add(1)
+			b.setStoredUntil(e, until)
+			return nil
+		}
+		if !errors.Is(err, memcache.ErrCacheMiss) {
+			b.m.stats.backupsFailed.Add(1)
+			return err
+		}
+		// memcached lost the copy (restart, eviction): write it again.
+		e.mu.Lock()
+		values = maps.Clone(e.values)
+		e.dirty, e.readMutable = false, false
+		e.mu.Unlock()
+		mustWrite = true
+	}
+
+	payload, err := b.m.cfg.Transcoder.Encode(values)
+	if err != nil {
+		b.m.stats.backupsFailed.Add(1)
+		b.m.logger.error("encode", "mcsession: cannot encode session; it is kept locally only until it changes again",
+			"err", err)
+		return errPermanent{fmt.Errorf("mcsession: encode session: %w", err)}
+	}
+	hash := maphash.Bytes(b.m.seed, payload)
+	if !mustWrite && hash == e.storedHash {
+		b.m.stats.backupsSkipped.Add(1)
+		return nil
+	}
+	blob := appendEnvelope(make([]byte, 0, len(payload)+len(id)+32), env, payload)
+	if len(blob) > b.m.cfg.ItemSizeLimit {
+		b.m.stats.backupsTooLarge.Add(1)
+		err := fmt.Errorf("%w: %d bytes encoded, ItemSizeLimit is %d; it is kept locally only", ErrTooLarge, len(blob), b.m.cfg.ItemSizeLimit)
+		b.m.logger.error("too-large", err.Error(), "node", n.ID)
+		return errPermanent{err}
+	}
+	start := time.Now()
+	err = b.do(n, "set", func(c *memcache.Client) error {
+		return c.Set(&memcache.Item{Key: key, Value: blob, Expiration: exp})
+	})
+	b.m.stats.backupLatency.observe(time.Since(start))
+	if err != nil {
+		b.m.stats.backupsFailed.Add(1)
+		e.mu.Lock()
+		e.dirty = true // write it again next time
+		e.mu.Unlock()
+		return err
+	}
+	b.m.stats.backupsWritten.Add(1)
+	oldNode, oldKey := e.storedNode, e.storedKey
+	e.storedHash, e.storedNode, e.storedKey = hash, n.ID, key
+	b.setStoredUntil(e, until)
+	if oldKey != "" && oldKey != key {
+		b.deleteKey(oldNode, oldKey)
+	}
+	return nil
+}
+
+// deleteStored deletes the backup of an ended session. e.writeMu is held.
+func (b *backup) deleteStored(e *entry) error {
+	if e.storedKey == "" {
+		return nil
+	}
+	if err := b.deleteKey(e.storedNode, e.storedKey); err != nil {
+		return err
+	}
+	e.storedKey, e.storedNode = "", ""
+	return nil
+}
+
+// deleteKey deletes key from the node with id nodeID. A missing key, node
+// or a down node is not an error: the copy expires by its TTL.
+func (b *backup) deleteKey(nodeID, key string) error {
+	n := b.nodes.Load().byID[nodeID]
+	if n == nil || !n.up.Load() {
+		return nil
+	}
+	start := time.Now()
+	err := b.do(n, "delete", func(c *memcache.Client) error { return c.Delete(key) })
+	b.m.stats.backupLatency.observe(time.Since(start))
+	b.m.stats.deletes.Add(1)
+	if errors.Is(err, memcache.ErrCacheMiss) {
+		return nil
+	}
+	return err
+}
+
+func (b *backup) setStoredUntil(e *entry, t time.Time) {
+	e.mu.Lock()
+	e.storedUntil = t
+	e.mu.Unlock()
+}
+
+// maxRelativeTTL is the longest expiration memcached takes as relative
+// seconds; longer ones are read as an absolute Unix time.
+const maxRelativeTTL = 30 * 24 * 60 * 60
+
+// ttlLocked returns the memcached expiration for e's backup, and the time it
+// stands for: e's remaining life plus a grace, so a copy refreshed by touch
+// outlives the local session. It is never 0 (no expiry) or negative, and
+// is sent as an absolute Unix time when longer than 30 days.
+func (b *backup) ttlLocked(e *entry, now time.Time) (int32, time.Time) {
+	remaining := b.m.expiryLocked(e).Sub(now) + touchGrace(b.m.cfg.IdleTimeout)
+	secs := int64(math.Ceil(remaining.Seconds()))
+	secs = max(secs, 1)
+	until := now.Add(time.Duration(secs) * time.Second)
+	if secs > maxRelativeTTL {
+		return int32(min(now.Unix()+secs, math.MaxInt32)), until
+	}
+	return int32(secs), until
+}
+
+// touchGrace is how much longer than the local session a backup is kept. A
+// session read without change is touched at most once per grace period.
+func touchGrace(idle time.Duration) time.Duration {
+	return min(max(idle/8, time.Second), 5*time.Minute)
+}

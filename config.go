@@ -1,0 +1,276 @@
+package mcsession
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/mcsession/mcsession/internal/nodespec"
+)
+
+// Defaults used for zero Config fields.
+const (
+	DefaultIdleTimeout      = 30 * time.Minute
+	DefaultCookieName       = "SESSIONID"
+	DefaultCookiePath       = "/"
+	DefaultBackupTimeout    = time.Second
+	DefaultOperationTimeout = 200 * time.Millisecond
+	DefaultKeyPrefix        = "mcs:"
+	DefaultBackupWorkers    = 4
+	DefaultBackupQueueSize  = 4096
+	DefaultItemSizeLimit    = 1024*1024 - 512 // memcached's default -I 1m, less item header and key
+	DefaultSweepInterval    = time.Minute
+	DefaultRetryInterval    = time.Second
+	DefaultProbeInterval    = 250 * time.Millisecond
+	DefaultMaxProbeInterval = 5 * time.Second
+)
+
+// MaxRouteLen is the longest Route accepted.
+const MaxRouteLen = 64
+
+// Config configures a Manager. The zero value is a valid in-process session
+// manager with the documented defaults. Fields are read once, by New.
+type Config struct {
+	// Nodes lists the memcached nodes that hold session backups, as
+	// "id:host:port" entries separated by spaces or commas, for example
+	// "n1:10.0.0.1:11211 n2:10.0.0.2:11211". Node ids match [A-Za-z0-9_]+
+	// and appear in every session ID. A lone "host:port" is one node with id
+	// "n1". Empty (the default) means no memcached: sessions live only in
+	// this process.
+	Nodes string
+
+	// FailoverNodes lists node ids, separated by spaces or commas, that are
+	// used only when no other node is up; typically the node on this
+	// instance's own host. Every id must be in Nodes, and at least one node
+	// must not be a failover node. Default: none.
+	FailoverNodes string
+
+	// Route is this instance's route, the last part of every session ID it
+	// issues, for load balancers that stick on it (HAProxy, nginx, mod_jk).
+	// It matches [A-Za-z0-9_-]+, at most MaxRouteLen bytes. Default: none.
+	Route string
+
+	// IdleTimeout ends a session that has not been used for this long.
+	// Default: DefaultIdleTimeout (30 minutes).
+	IdleTimeout time.Duration
+
+	// Lifetime ends a session this long after it was created, however busy
+	// it is. Default: 0, no absolute limit.
+	Lifetime time.Duration
+
+	// Cookie configures the session cookie.
+	Cookie CookieConfig
+
+	// SyncBackup makes a request that changed its session write it to
+	// memcached before the response starts, bounded by BackupTimeout, so the
+	// client's next request sees the change on any instance. Default: false,
+	// backups are written asynchronously after the request.
+	SyncBackup bool
+
+	// BackupTimeout bounds the time one synchronous backup may add to a
+	// request, across every node it tries. Default: DefaultBackupTimeout (1s).
+	BackupTimeout time.Duration
+
+	// OperationTimeout bounds every memcached call (dial, write and read).
+	// A node that does not answer within it is marked down.
+	// Default: DefaultOperationTimeout (200ms).
+	OperationTimeout time.Duration
+
+	// Transcoder encodes session values for memcached.
+	// Default: GobTranscoder (register your types with gob.Register).
+	Transcoder Transcoder
+
+	// KeyPrefix starts every memcached key. At most 64 bytes, no spaces or
+	// control characters. Default: DefaultKeyPrefix ("mcs:").
+	KeyPrefix string
+
+	// Logger receives warnings and errors. Repeated messages are rate
+	// limited. Default: slog.Default().
+	Logger *slog.Logger
+
+	// Ignore reports requests that skip all session work, such as static
+	// files. FromContext still returns a Session for them, one that never
+	// loads or stores anything. Default: nil, no request is ignored.
+	Ignore func(*http.Request) bool
+
+	// BackupWorkers is the number of goroutines writing asynchronous
+	// backups. Default: DefaultBackupWorkers (4).
+	BackupWorkers int
+
+	// BackupQueueSize bounds the asynchronous backup queue. A session that
+	// finds the queue full is counted in Stats.BackupsDropped and retried
+	// every RetryInterval; nothing is lost while the process lives.
+	// Default: DefaultBackupQueueSize (4096).
+	BackupQueueSize int
+
+	// ItemSizeLimit is the largest encoded session written to memcached;
+	// larger sessions stay local only and are counted in
+	// Stats.BackupsTooLarge. Match it to memcached's -I option.
+	// Default: DefaultItemSizeLimit (1 MB less item overhead).
+	ItemSizeLimit int
+
+	// SweepInterval is how often expired local sessions are removed.
+	// Default: DefaultSweepInterval (1 minute), or IdleTimeout/4 when that is
+	// shorter.
+	SweepInterval time.Duration
+
+	// RetryInterval is how often backups that failed, or found the queue
+	// full, are tried again. Default: DefaultRetryInterval (1s).
+	RetryInterval time.Duration
+
+	// ProbeInterval is the first wait before a down node is probed; the wait
+	// doubles after each failed probe up to DefaultMaxProbeInterval. Probes
+	// send memcached's "version" command, never get, set, touch or delete,
+	// and only to nodes that are down. Default: DefaultProbeInterval (250ms).
+	ProbeInterval time.Duration
+}
+
+// CookieConfig configures the session cookie. The cookie is always HttpOnly.
+type CookieConfig struct {
+	// Name of the cookie. Default: DefaultCookieName ("SESSIONID").
+	Name string
+	// Path of the cookie. Default: DefaultCookiePath ("/").
+	Path string
+	// Domain of the cookie. Default: none (host only).
+	Domain string
+	// Secure restricts the cookie to HTTPS; set it behind TLS. Default: false.
+	Secure bool
+	// SameSite mode. Default: http.SameSiteLaxMode.
+	SameSite http.SameSite
+	// Persist sets Max-Age to IdleTimeout (and Lifetime), so the cookie
+	// survives a browser restart. Default: false, a browser-session cookie.
+	Persist bool
+}
+
+// settings is a Config with every default resolved and every field checked.
+type settings struct {
+	Config
+	nodes []nodespec.Node
+}
+
+// resolve applies defaults and validates c. The error says which field is
+// wrong and why.
+func resolve(c Config) (settings, error) {
+	s := settings{Config: c}
+	nodes, err := nodespec.Parse(c.Nodes, c.FailoverNodes)
+	if err != nil {
+		return s, configError("Nodes/FailoverNodes", err.Error())
+	}
+	s.nodes = nodes
+	if err := checkRoute(c.Route); err != nil {
+		return s, err
+	}
+	durations := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"IdleTimeout", &s.IdleTimeout, DefaultIdleTimeout},
+		{"BackupTimeout", &s.BackupTimeout, DefaultBackupTimeout},
+		{"OperationTimeout", &s.OperationTimeout, DefaultOperationTimeout},
+		{"RetryInterval", &s.RetryInterval, DefaultRetryInterval},
+		{"ProbeInterval", &s.ProbeInterval, DefaultProbeInterval},
+		{"SweepInterval", &s.SweepInterval, 0}, // resolved below: depends on IdleTimeout
+	}
+	for _, d := range durations {
+		if *d.v < 0 {
+			return s, configError(d.name, "must not be negative")
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if s.SweepInterval == 0 {
+		s.SweepInterval = min(DefaultSweepInterval, s.IdleTimeout/4)
+	}
+	if s.IdleTimeout < time.Second {
+		return s, configError("IdleTimeout", "must be at least 1s")
+	}
+	if s.Lifetime < 0 {
+		return s, configError("Lifetime", "must not be negative")
+	}
+	if s.Lifetime != 0 && s.Lifetime < time.Second {
+		return s, configError("Lifetime", "must be at least 1s, or 0 for no limit")
+	}
+	ints := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"BackupWorkers", &s.BackupWorkers, DefaultBackupWorkers},
+		{"BackupQueueSize", &s.BackupQueueSize, DefaultBackupQueueSize},
+		{"ItemSizeLimit", &s.ItemSizeLimit, DefaultItemSizeLimit},
+	}
+	for _, n := range ints {
+		if *n.v < 0 {
+			return s, configError(n.name, "must not be negative")
+		}
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	if s.KeyPrefix == "" {
+		s.KeyPrefix = DefaultKeyPrefix
+	}
+	if len(s.KeyPrefix) > 64 || !legalKey(s.KeyPrefix) {
+		return s, configError("KeyPrefix", "must be at most 64 bytes without spaces or control characters")
+	}
+	if s.Transcoder == nil {
+		s.Transcoder = GobTranscoder{}
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.Cookie.Name == "" {
+		s.Cookie.Name = DefaultCookieName
+	}
+	if !validCookieName(s.Cookie.Name) {
+		return s, configError("Cookie.Name", fmt.Sprintf("%q is not a valid cookie name", s.Cookie.Name))
+	}
+	if s.Cookie.Path == "" {
+		s.Cookie.Path = DefaultCookiePath
+	}
+	if s.Cookie.SameSite == 0 {
+		s.Cookie.SameSite = http.SameSiteLaxMode
+	}
+	if s.Cookie.SameSite == http.SameSiteNoneMode && !s.Cookie.Secure {
+		return s, configError("Cookie.SameSite", "SameSite=None needs Secure (browsers reject it otherwise)")
+	}
+	return s, nil
+}
+
+// checkRoute reports whether r is a valid Route: empty, or [A-Za-z0-9_-]+ of
+// at most MaxRouteLen bytes.
+func checkRoute(r string) error {
+	if len(r) > MaxRouteLen {
+		return configError("Route", fmt.Sprintf("%q is longer than %d bytes", r, MaxRouteLen))
+	}
+	for i := 0; i < len(r); i++ {
+		if !isRouteByte(r[i]) {
+			return configError("Route", fmt.Sprintf("%q may hold only letters, digits, _ and - (no dots: they separate the parts of a session ID)", r))
+		}
+	}
+	return nil
+}
+
+func isRouteByte(c byte) bool { return nodespec.IsWordByte(c) || c == '-' }
+
+func validCookieName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || containsByte("()<>@,;:\\\"/[]?={}", c) {
+			return false
+		}
+	}
+	return name != ""
+}
+
+func containsByte(s string, c byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return true
+		}
+	}
+	return false
+}

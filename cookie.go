@@ -1,0 +1,72 @@
+package mcsession
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// sessionCookie returns the session ID the request carries: the first
+// cookie with the configured name whose value parses as a session ID, or "".
+// It reads the Cookie headers directly rather than through r.Cookie, which
+// parses and allocates every cookie of the request.
+func (m *Manager) sessionCookie(r *http.Request) string {
+	name := m.cfg.Cookie.Name
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimLeft(part, " \t")
+			if len(part) <= len(name) || part[len(name)] != '=' || part[:len(name)] != name {
+				continue
+			}
+			v := strings.TrimRight(part[len(name)+1:], " \t")
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if _, ok := parseID(v, m.backup != nil); ok {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// setCookie adds a Set-Cookie header for id to h; an empty id removes the
+// cookie.
+func (m *Manager) setCookie(h http.Header, id string) {
+	c := m.cfg.Cookie
+	hc := http.Cookie{
+		Name:     c.Name,
+		Value:    id,
+		Path:     c.Path,
+		Domain:   c.Domain,
+		Secure:   c.Secure,
+		HttpOnly: true,
+		SameSite: c.SameSite,
+	}
+	switch {
+	case id == "":
+		hc.MaxAge = -1
+	case c.Persist:
+		hc.MaxAge = int(m.cfg.IdleTimeout / time.Second)
+		if m.cfg.Lifetime > 0 {
+			hc.MaxAge = min(hc.MaxAge, int(m.cfg.Lifetime/time.Second))
+		}
+	}
+	h.Add("Set-Cookie", hc.String())
+}
+
+// addVaryCookie adds "Vary: Cookie" to h unless it is there already: a
+// response that depends on the session must not be served to others by a
+// shared cache.
+func addVaryCookie(h http.Header) {
+	for _, v := range h["Vary"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, "Cookie") {
+				return
+			}
+		}
+	}
+	h.Add("Vary", "Cookie")
+}

@@ -1,0 +1,177 @@
+package mcsession
+
+import (
+	"errors"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+)
+
+// load fetches a session this process does not hold from memcached: the
+// takeover of a session whose instance died or was drained. Concurrent loads
+// of one session share one get. The session is adopted under this
+// instance's route; if that changes its ID, the client gets a new cookie and
+// the copy under the old ID is deleted once the new one is written. It
+// returns nil if the session is not in memcached, has expired, cannot be
+// decoded, or its node cannot be reached.
+func (b *backup) load(id sessionID) *entry {
+	ns := b.nodes.Load()
+	if ns.byID[id.node] == nil {
+		return nil // unknown node: a forged or outdated cookie costs no lookup
+	}
+	return b.flights.do(id.random, func() *entry { return b.loadNow(ns, id) })
+}
+
+// loadNow does the work of load.
+func (b *backup) loadNow(ns *nodeSet, id sessionID) *entry {
+	if e, ok := b.m.sessions.Get(id.random); ok {
+		return e // adopted by a load that finished just before this one began
+	}
+	home := ns.byID[id.node]
+	candidates := []*node{home}
+	if !home.up.Load() {
+		// The session's node is down. Its owner may have moved it before
+		// dying; it would have chosen as pick chooses, so look there, then
+		// anywhere else.
+		candidates = candidates[:0]
+		if n := ns.pick(id.random); n.up.Load() {
+			candidates = append(candidates, n)
+		}
+		for _, n := range ns.list {
+			if n != home && n.up.Load() && (len(candidates) == 0 || n != candidates[0]) {
+				candidates = append(candidates, n)
+			}
+		}
+	}
+	for _, n := range candidates {
+		found := sessionID{id.random, n.ID, id.route}
+		key := memcacheKey(b.m.cfg.KeyPrefix, found.String())
+		start := time.Now()
+		var item *memcache.Item
+		err := b.do(n, "get", func(c *memcache.Client) (err error) {
+			item, err = c.Get(key)
+			return err
+		})
+		b.m.stats.loadLatency.observe(time.Since(start))
+		switch {
+		case errors.Is(err, memcache.ErrCacheMiss):
+			if n == home {
+				b.m.stats.loadsMiss.Add(1)
+				return nil // the session's own node is authoritative
+			}
+			continue
+		case err != nil:
+			b.m.stats.loadsError.Add(1)
+			b.m.logger.warn("load-error", "mcsession: cannot load session from memcached; the request starts without it",
+				"err", err)
+			continue
+		}
+		e, err := b.adopt(found, n, key, item.Value)
+		if err != nil {
+			b.m.stats.decodeErrors.Add(1)
+			b.m.stats.loadsMiss.Add(1)
+			b.m.logger.warn("decode", "mcsession: stored session cannot be decoded; treated as missing",
+				"node", n.ID, "key", key, "err", err)
+			return nil
+		}
+		if e == nil {
+			b.m.stats.loadsMiss.Add(1) // expired
+			return nil
+		}
+		b.m.stats.loadsHit.Add(1)
+		actual, _ := b.m.sessions.LoadOrStore(e.random, e)
+		return actual
+	}
+	if len(candidates) > 0 {
+		b.m.stats.loadsMiss.Add(1)
+	}
+	return nil
+}
+
+// adopt decodes a stored session found under id on node n. It returns nil
+// without error if the session has outlived its lifetime.
+func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, error) {
+	env, payload, err := decodeEnvelope(blob)
+	if err != nil {
+		return nil, err
+	}
+	if env.id != id.String() {
+		return nil, errors.New("stored ID does not match the key's ID")
+	}
+	now := time.Now()
+	for _, life := range []time.Duration{env.lifetime, b.m.cfg.Lifetime} {
+		if life > 0 && now.Sub(env.created) > life {
+			b.deleteKey(n.ID, key)
+			return nil, nil
+		}
+	}
+	values, err := b.m.cfg.Transcoder.Decode(payload)
+	if err != nil {
+		return nil, err
+	}
+	if values == nil {
+		values = make(map[string]any)
+	}
+	e := &entry{
+		random:     id.random,
+		node:       n.ID,
+		values:     values,
+		created:    env.created,
+		lastAccess: now,
+		storedHash: maphash.Bytes(b.m.seed, payload),
+		storedNode: n.ID,
+		storedKey:  key,
+	}
+	e.id = sessionID{id.random, n.ID, b.m.cfg.Route}.String()
+	if e.id != id.String() {
+		// Stored under another ID: write it under ours (the next backup
+		// does, and deletes the old key).
+		e.dirty = true
+		if id.route != b.m.cfg.Route {
+			b.m.stats.takeovers.Add(1)
+		}
+	}
+	e.mu.Lock()
+	b.placeLocked(e)
+	e.mu.Unlock()
+	return e, nil
+}
+
+// flightGroup runs one function per key at a time and shares its result
+// with every caller that asked for the same key meanwhile.
+type flightGroup struct {
+	// mu guards calls.
+	mu    sync.Mutex
+	calls map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	e    *entry
+}
+
+func (g *flightGroup) do(key string, fn func() *entry) *entry {
+	g.mu.Lock()
+	if f, ok := g.calls[key]; ok {
+		g.mu.Unlock()
+		<-f.done
+		return f.e
+	}
+	if g.calls == nil {
+		g.calls = make(map[string]*flight)
+	}
+	f := &flight{done: make(chan struct{})}
+	g.calls[key] = f
+	g.mu.Unlock()
+
+	defer func() {
+		g.mu.Lock()
+		delete(g.calls, key)
+		g.mu.Unlock()
+		close(f.done)
+	}()
+	f.e = fn()
+	return f.e
+}

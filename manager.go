@@ -1,0 +1,273 @@
+package mcsession
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcsession/mcsession/internal/shardmap"
+)
+
+// Manager keeps sessions in process memory and, when it has memcached nodes,
+// backs them up so another instance can take them over. Create one with New
+// and share it; the zero value is not usable. A Manager is safe for
+// concurrent use.
+type Manager struct {
+	cfg      settings
+	logger   *rateLogger
+	sessions *shardmap.Map[*entry] // by the ID's random part
+	stats    counters
+	seed     maphash.Seed // for payload hashes
+	backup   *backup      // nil without memcached nodes
+
+	stop     chan struct{} // closed by Close: every goroutine returns
+	stopOnce sync.Once
+	wg       sync.WaitGroup // the Manager's goroutines
+	closed   atomic.Bool
+}
+
+// New returns a Manager for cfg, with its goroutines started: the sweeper
+// of expired sessions and, with memcached nodes, the backup workers, the
+// retry loop and the node prober. It returns a *ConfigError if cfg is
+// invalid. New does not contact memcached: nodes are assumed up until an
+// operation on them fails.
+func New(cfg Config) (*Manager, error) {
+	s, err := resolve(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		cfg:      s,
+		logger:   newRateLogger(s.Logger),
+		sessions: shardmap.New[*entry](),
+		seed:     maphash.MakeSeed(),
+		stop:     make(chan struct{}),
+	}
+	if len(s.nodes) > 0 {
+		m.backup = newBackup(m, s.nodes)
+	}
+	m.goRun(m.sweepLoop)
+	if m.backup != nil {
+		m.backup.start()
+	}
+	return m, nil
+}
+
+// goRun runs f in a goroutine owned by m: Close waits for it to return.
+func (m *Manager) goRun(f func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+}
+
+// Shutdown writes every pending backup to memcached, then stops the
+// Manager's goroutines, like Close. Call it after http.Server.Shutdown has
+// finished the last requests, so a rolling deploy loses nothing. It gives up
+// when ctx is done; its error then wraps ErrNotFlushed and says how many
+// sessions were not written. Sessions stay usable in memory afterwards, but
+// are no longer backed up. Shutdown is safe to call more than once and after
+// Close; later calls return nil.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	if m.closed.Load() {
+		return nil
+	}
+	var err error
+	if m.backup != nil {
+		err = m.backup.flush(ctx)
+	}
+	m.Close()
+	return err
+}
+
+// Close stops the Manager's goroutines at once, without writing pending
+// backups, and waits for them to return. It is safe to call more than once,
+// and always returns nil.
+func (m *Manager) Close() error {
+	m.stopOnce.Do(func() {
+		m.closed.Store(true)
+		close(m.stop)
+		m.wg.Wait()
+		if m.backup != nil {
+			m.backup.close()
+		}
+	})
+	return nil
+}
+
+// SetNodes replaces the memcached node list at runtime, with the same syntax
+// and rules as Config.Nodes and Config.FailoverNodes; use it with service
+// discovery. Nodes that keep their id and address keep their connections and
+// health. Sessions on a removed node move to another on their next backup.
+// A Manager created without nodes cannot get some, and one with nodes cannot
+// lose them all: the session ID format differs. It returns a *ConfigError for
+// an invalid list and ErrClosed after Close.
+func (m *Manager) SetNodes(nodes, failover string) error {
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	if m.backup == nil {
+		return configError("Nodes", "SetNodes needs a Manager created with nodes: IDs without a node part cannot be backed up")
+	}
+	c := m.cfg.Config
+	c.Nodes, c.FailoverNodes = nodes, failover
+	s, err := resolve(c)
+	if err != nil {
+		return err
+	}
+	if len(s.nodes) == 0 {
+		return configError("Nodes", "SetNodes needs at least one node")
+	}
+	m.backup.setNodes(s.nodes)
+	return nil
+}
+
+// resolve returns the session a request's cookie names, or nil. It looks in
+// process memory first and, on a miss, in memcached (a takeover). A cookie
+// that does not parse is no session: nothing is looked up.
+func (m *Manager) resolve(cookie string) *entry {
+	if cookie == "" {
+		return nil
+	}
+	id, ok := parseID(cookie, m.backup != nil)
+	if !ok {
+		return nil
+	}
+	now := time.Now()
+	if e, ok := m.sessions.Get(id.random); ok {
+		e.mu.Lock()
+		live := !e.removed && !m.expiredLocked(e, now)
+		if live {
+			e.lastAccess = now
+			if m.backup != nil {
+				m.backup.placeLocked(e)
+			}
+		}
+		e.mu.Unlock()
+		if live {
+			return e
+		}
+		m.expire(e, now)
+		return nil
+	}
+	if m.backup == nil {
+		return nil
+	}
+	return m.backup.load(id)
+}
+
+// create starts a new session and adds it to process memory.
+func (m *Manager) create() *entry {
+	now := time.Now()
+	e := &entry{
+		random:     newRandom(),
+		values:     make(map[string]any),
+		created:    now,
+		lastAccess: now,
+		dirty:      true,
+	}
+	if m.backup != nil {
+		e.node = m.backup.nodes.Load().pick(e.random).ID
+	}
+	e.id = sessionID{e.random, e.node, m.cfg.Route}.String()
+	m.sessions.Set(e.random, e)
+	m.stats.created.Add(1)
+	return e
+}
+
+// renew gives e a new random part, and so a new ID and memcached key.
+func (m *Manager) renew(e *entry) {
+	e.mu.Lock()
+	old := e.random
+	e.random = newRandom()
+	e.id = sessionID{e.random, e.node, m.cfg.Route}.String()
+	e.dirty = true
+	e.mu.Unlock()
+	m.sessions.Set(e.random, e)
+	m.sessions.DeleteIf(old, func(x *entry) bool { return x == e })
+}
+
+// end removes e from process memory and deletes its backup, counting it in
+// c. With SyncBackup and sync set (a request's Invalidate), the delete is
+// done before end returns, so the client's next request finds no session on
+// any instance.
+func (m *Manager) end(e *entry, c *atomic.Uint64, sync bool) {
+	m.endIf(e, c, sync, nil)
+}
+
+// expire ends e if it is still expired at now: a request may have used it
+// since the caller looked.
+func (m *Manager) expire(e *entry, now time.Time) {
+	m.endIf(e, &m.stats.expired, false, func() bool { return m.expiredLocked(e, now) })
+}
+
+// endIf is end, done only if cond, called with e.mu held, reports true.
+func (m *Manager) endIf(e *entry, c *atomic.Uint64, sync bool, cond func() bool) {
+	e.mu.Lock()
+	if e.removed || cond != nil && !cond() {
+		e.mu.Unlock()
+		return
+	}
+	e.removed = true
+	random := e.random
+	e.mu.Unlock()
+	m.sessions.DeleteIf(random, func(x *entry) bool { return x == e })
+	c.Add(1)
+	if m.backup == nil {
+		return
+	}
+	if sync && m.cfg.SyncBackup {
+		m.backup.storeNow(e)
+		return
+	}
+	m.backup.schedule(e)
+}
+
+// expiredLocked reports whether e has outlived its idle timeout or lifetime.
+func (m *Manager) expiredLocked(e *entry, now time.Time) bool {
+	return now.After(m.expiryLocked(e))
+}
+
+// expiryLocked returns when e expires unless it is used again.
+func (m *Manager) expiryLocked(e *entry) time.Time {
+	t := e.lastAccess.Add(m.cfg.IdleTimeout)
+	if m.cfg.Lifetime > 0 {
+		if end := e.created.Add(m.cfg.Lifetime); end.Before(t) {
+			t = end
+		}
+	}
+	return t
+}
+
+// sweepLoop ends expired sessions every SweepInterval until Close.
+func (m *Manager) sweepLoop() {
+	t := time.NewTicker(m.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			m.sweep(now)
+		}
+	}
+}
+
+// sweep ends every session expired at now.
+func (m *Manager) sweep(now time.Time) {
+	var expired []*entry
+	m.sessions.Range(func(_ string, e *entry) bool {
+		e.mu.Lock()
+		if m.expiredLocked(e, now) {
+			expired = append(expired, e)
+		}
+		e.mu.Unlock()
+		return true
+	})
+	for _, e := range expired {
+		m.expire(e, now)
+	}
+}

@@ -1,0 +1,113 @@
+package mcsession
+
+import (
+	"context"
+	"net/http"
+)
+
+// ctxKey is the context key of a request's *Session.
+type ctxKey struct{}
+
+// FromContext returns the request's Session. Inside Manager.Middleware it
+// is never nil; for a context that did not come through the middleware it
+// returns nil.
+func FromContext(ctx context.Context) *Session {
+	s, _ := ctx.Value(ctxKey{}).(*Session)
+	return s
+}
+
+// request is the session state of one request. It is one allocation: the
+// Session and the response writer live inside it.
+type request struct {
+	session Session
+	writer  responseWriter
+}
+
+// Middleware returns next wrapped with session handling: it reads the
+// session cookie, makes the Session available through FromContext, sends the
+// cookie before the response starts, and backs the session up after the
+// handler if it changed. Requests for which Config.Ignore reports true skip
+// all of that.
+func (m *Manager) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.stats.requests.Add(1)
+		if m.cfg.Ignore != nil && m.cfg.Ignore(r) {
+			m.stats.requestsIgnored.Add(1)
+			s := &Session{m: m, resolved: true}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
+			return
+		}
+		rq := &request{}
+		rq.session = Session{m: m, w: &rq.writer, cookie: m.sessionCookie(r)}
+		rq.writer = responseWriter{ResponseWriter: w, rq: rq}
+		defer rq.finish()
+		next.ServeHTTP(&rq.writer, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &rq.session)))
+	})
+}
+
+// beforeResponse runs just before the status line: with SyncBackup it
+// stores a changed session, then it sets the cookie if the client's is
+// missing or out of date, and Vary: Cookie. A request whose handler never
+// used its session sends nothing.
+func (rq *request) beforeResponse() {
+	s := &rq.session
+	m := s.m
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.resolved {
+		return
+	}
+	h := rq.writer.Header()
+	addVaryCookie(h)
+	e := s.e
+	if e == nil {
+		if s.ended && s.cookie != "" {
+			m.setCookie(h, "")
+		}
+		return
+	}
+	if m.cfg.SyncBackup && m.backup != nil && e.changed() {
+		m.backup.storeNow(e)
+	}
+	e.mu.Lock()
+	id := e.id
+	e.mu.Unlock()
+	if id != s.cookie || m.cfg.Cookie.Persist {
+		m.setCookie(h, id)
+	}
+}
+
+// finish runs after the handler: it sends the headers if the handler wrote
+// nothing, and backs the session up if it needs it (with SyncBackup, a
+// change made after the response started is stored before finish returns).
+func (rq *request) finish() {
+	rq.writer.start()
+	s := &rq.session
+	m := s.m
+	s.mu.Lock()
+	e, used := s.e, s.e != nil || s.ended
+	s.mu.Unlock()
+	if used {
+		m.stats.requestsWithSession.Add(1)
+	}
+	if e == nil || m.backup == nil {
+		return
+	}
+	e.mu.Lock()
+	changed := e.dirty || e.readMutable || e.removed
+	touch := !changed && e.storedUntil.Before(m.expiryLocked(e))
+	e.mu.Unlock()
+	switch {
+	case changed && m.cfg.SyncBackup:
+		m.backup.storeNow(e)
+	case changed || touch:
+		m.backup.schedule(e)
+	}
+}
+
+// changed reports whether e has changes memcached does not have yet.
+func (e *entry) changed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.dirty || e.readMutable || e.removed
+}

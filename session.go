@@ -1,0 +1,244 @@
+package mcsession
+
+import (
+	"sync"
+	"time"
+)
+
+// Session is one request's view of a user's session. Get it with
+// FromContext inside the Middleware; it is never nil there. A Session is
+// safe for concurrent use by the goroutines of its request. Requests on the
+// same session share its values: a pointer, map or slice read from one
+// request is the same object other requests see, so change such values only
+// under your own lock, or replace them with Set.
+//
+// The session is created lazily: until a handler calls Set, a visitor without
+// a session has none, gets no cookie and costs nothing.
+type Session struct {
+	m *Manager
+	w *responseWriter // nil for sessions of ignored requests
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	cookie   string // the session ID the client sent, if any
+	resolved bool   // the cookie has been looked up
+	e        *entry // nil while the request has no session
+	isNew    bool   // the session was created by this request
+	ended    bool   // this request invalidated its session
+}
+
+// entry is a session's state, shared by every request that uses it.
+type entry struct {
+	// writeMu serialises backups of this session, so a write of an older
+	// state can never land after a write of a newer one. It is taken before mu.
+	writeMu sync.Mutex
+	// stored* describe what memcached holds; guarded by writeMu.
+	storedHash uint64 // hash of the last payload written
+	storedNode string // node of the last write, or of the copy a takeover loaded
+	storedKey  string // key of that copy; deleted once the session is stored under another
+
+	// mu guards the fields below.
+	mu          sync.Mutex
+	random      string // the ID's random part: the local map's key
+	node        string // the ID's node part; "" without memcached
+	id          string // the whole current ID
+	values      map[string]any
+	created     time.Time
+	lastAccess  time.Time
+	storedUntil time.Time // when memcached's copy expires; zero if unknown
+	dirty       bool      // changed since the last backup began
+	readMutable bool      // a mutable value was handed out since the last backup began
+	removed     bool      // expired or invalidated: delete from memcached, never store again
+	queued      bool      // waiting in the backup queue
+}
+
+// ID returns the session ID, or "" if the request has no session yet.
+func (s *Session) ID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entryLocked()
+	if e == nil {
+		return ""
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.id
+}
+
+// IsNew reports whether the session was created by this request, or does
+// not exist yet.
+func (s *Session) IsNew() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.entryLocked() == nil || s.isNew
+}
+
+// Get returns the value stored under key, or nil. Reading a value that a
+// handler could change in place (a pointer, map, slice, or struct holding
+// one) makes the session a candidate for backup: after the request its
+// encoding is compared with the stored one and written if it differs.
+func (s *Session) Get(key string) any {
+	v, _ := s.get(key)
+	if jv, ok := v.(jsonValue); ok {
+		return jv.decodeAny()
+	}
+	return v
+}
+
+// Get returns the value stored under key as a T. It reports false if there
+// is no such value or it is not a T. With JSONTranscoder, a value loaded from
+// memcached is decoded into T here.
+func Get[T any](s *Session, key string) (T, bool) {
+	v, ok := s.get(key)
+	if jv, isJSON := v.(jsonValue); isJSON {
+		t, ok := decodeAs[T](jv)
+		if ok {
+			s.replaceDecoded(key, jv, t)
+		}
+		return t, ok
+	}
+	t, ok := v.(T)
+	return t, ok
+}
+
+func (s *Session) get(key string) (any, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entryLocked()
+	if e == nil {
+		return nil, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, ok := e.values[key]
+	if ok && !e.readMutable && mutable(v) {
+		e.readMutable = true
+	}
+	return v, ok
+}
+
+// replaceDecoded swaps a JSON value for its typed form, so the handler and
+// later requests share one object. It is not a change of the session.
+func (s *Session) replaceDecoded(key string, raw jsonValue, v any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.e; e != nil {
+		e.mu.Lock()
+		if cur, ok := e.values[key].(jsonValue); ok && string(cur) == string(raw) {
+			e.values[key] = v
+		}
+		e.mu.Unlock()
+	}
+}
+
+// Set stores v under key, creating the session if the request has none.
+// With memcached the value must be encodable by the Manager's Transcoder
+// (for gob: registered with gob.Register); an encoding failure is logged and
+// counted, and the session keeps working locally.
+func (s *Session) Set(key string, v any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entryLocked()
+	if e == nil {
+		if s.w == nil {
+			s.m.logger.warn("ignored-set", "mcsession: Session.Set on a request skipped by Config.Ignore; the value is dropped")
+			return
+		}
+		e = s.createLocked()
+	}
+	e.mu.Lock()
+	e.values[key] = v
+	e.dirty = true
+	e.mu.Unlock()
+}
+
+// Delete removes the value stored under key.
+func (s *Session) Delete(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entryLocked()
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	if _, ok := e.values[key]; ok {
+		delete(e.values, key)
+		e.dirty = true
+	}
+	e.mu.Unlock()
+}
+
+// Keys returns the keys of the session's values in no particular order.
+func (s *Session) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entryLocked()
+	if e == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	keys := make([]string, 0, len(e.values))
+	for k := range e.values {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Invalidate ends the session: its values are gone, its backup is deleted
+// from memcached and the client's cookie is removed. A later Set in the same
+// request starts a new session with a new ID. Call it at logout.
+func (s *Session) Invalidate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entryLocked()
+	if e == nil {
+		return
+	}
+	s.m.end(e, &s.m.stats.invalidated, true)
+	s.e, s.isNew, s.ended = nil, false, true
+	s.noteIDChangeLocked()
+}
+
+// RenewID gives the session a new ID, keeping its values, and deletes the
+// backup stored under the old ID. Call it when the user logs in, so an ID
+// planted before login (session fixation) is worthless after it. It does
+// nothing when the request has no session.
+func (s *Session) RenewID() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entryLocked()
+	if e == nil {
+		return
+	}
+	s.m.renew(e)
+	s.noteIDChangeLocked()
+}
+
+// entryLocked returns the request's session, looking it up on first use.
+func (s *Session) entryLocked() *entry {
+	if !s.resolved {
+		s.resolved = true
+		if s.w != nil {
+			s.e = s.m.resolve(s.cookie)
+		}
+	}
+	return s.e
+}
+
+// createLocked starts a new session for the request.
+func (s *Session) createLocked() *entry {
+	s.e = s.m.create()
+	s.isNew = true
+	s.noteIDChangeLocked()
+	return s.e
+}
+
+// noteIDChangeLocked counts and logs an ID change that the client cannot
+// learn of, because the response (and so its Set-Cookie) has already started.
+func (s *Session) noteIDChangeLocked() {
+	if s.w != nil && s.w.started.Load() {
+		s.m.stats.lateChanges.Add(1)
+		s.m.logger.warn("late-change", "mcsession: session ID changed after the response started; the client keeps its old cookie (change the session before writing the response)")
+	}
+}

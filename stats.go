@@ -1,0 +1,125 @@
+package mcsession
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats is a snapshot of a Manager's counters and gauges. Counters only grow
+// over the Manager's life. It is a plain struct, so it can be published with
+// expvar.Func or logged as it is.
+type Stats struct {
+	Requests            uint64 // requests through the middleware, ignored ones included
+	RequestsIgnored     uint64 // requests skipped by Config.Ignore
+	RequestsWithSession uint64 // requests whose handler used an existing or new session
+
+	SessionsCreated     uint64 // new sessions
+	SessionsExpired     uint64 // sessions ended by IdleTimeout or Lifetime
+	SessionsInvalidated uint64 // sessions ended by Invalidate
+	LocalSessions       int    // sessions held in this process now
+
+	Takeovers   uint64 // sessions loaded from memcached after their instance died
+	Relocations uint64 // sessions moved to another node because theirs was down
+	LateChanges uint64 // ID changes made after the response had started (the cookie could not follow)
+
+	BackupsWritten  uint64 // sessions written to memcached with set
+	BackupsSkipped  uint64 // backups found unchanged after a mutable value was read
+	BackupsFailed   uint64 // backups that failed (node down, encoding error); they are retried
+	BackupsDropped  uint64 // backups that found the queue full; they are retried
+	BackupsTooLarge uint64 // backups larger than Config.ItemSizeLimit; kept local only
+	Touches         uint64 // touch commands that extended a backup's TTL
+	Deletes         uint64 // delete commands for expired, invalidated or renamed sessions
+
+	LoadsHit     uint64 // local misses found in memcached
+	LoadsMiss    uint64 // local misses not in memcached
+	LoadsError   uint64 // loads that failed on a node error
+	DecodeErrors uint64 // stored sessions that could not be decoded (counted as misses too)
+
+	QueueDepth     int // sessions waiting in the async backup queue
+	PendingRetries int // sessions waiting for a retry of a failed or dropped backup
+	Nodes          int // configured memcached nodes
+	NodesUp        int // nodes currently considered up
+
+	BackupLatency Latency // time of memcached writes (set, touch, delete)
+	LoadLatency   Latency // time of memcached loads (get)
+}
+
+// Latency summarises the duration of a kind of operation.
+type Latency struct {
+	Count uint64
+	Mean  time.Duration
+	Max   time.Duration
+}
+
+// counters are the Manager's live statistics.
+type counters struct {
+	requests, requestsIgnored, requestsWithSession                atomic.Uint64
+	created, expired, invalidated                                 atomic.Uint64
+	takeovers, relocations, lateChanges                           atomic.Uint64
+	backupsWritten, backupsSkipped, backupsFailed, backupsDropped atomic.Uint64
+	backupsTooLarge, touches, deletes                             atomic.Uint64
+	loadsHit, loadsMiss, loadsError, decodeErrors                 atomic.Uint64
+	backupLatency, loadLatency                                    latency
+}
+
+// latency accumulates durations without locks.
+type latency struct {
+	count, total, max atomic.Int64
+}
+
+func (l *latency) observe(d time.Duration) {
+	l.count.Add(1)
+	l.total.Add(int64(d))
+	for {
+		old := l.max.Load()
+		if int64(d) <= old || l.max.CompareAndSwap(old, int64(d)) {
+			return
+		}
+	}
+}
+
+func (l *latency) snapshot() Latency {
+	n := l.count.Load()
+	s := Latency{Count: uint64(n), Max: time.Duration(l.max.Load())}
+	if n > 0 {
+		s.Mean = time.Duration(l.total.Load() / n)
+	}
+	return s
+}
+
+// Stats returns a snapshot of the Manager's statistics. It is cheap enough
+// to call on every scrape; LocalSessions walks the session map's shards.
+func (m *Manager) Stats() Stats {
+	c := &m.stats
+	s := Stats{
+		Requests:            c.requests.Load(),
+		RequestsIgnored:     c.requestsIgnored.Load(),
+		RequestsWithSession: c.requestsWithSession.Load(),
+		SessionsCreated:     c.created.Load(),
+		SessionsExpired:     c.expired.Load(),
+		SessionsInvalidated: c.invalidated.Load(),
+		LocalSessions:       m.sessions.Len(),
+		Takeovers:           c.takeovers.Load(),
+		Relocations:         c.relocations.Load(),
+		LateChanges:         c.lateChanges.Load(),
+		BackupsWritten:      c.backupsWritten.Load(),
+		BackupsSkipped:      c.backupsSkipped.Load(),
+		BackupsFailed:       c.backupsFailed.Load(),
+		BackupsDropped:      c.backupsDropped.Load(),
+		BackupsTooLarge:     c.backupsTooLarge.Load(),
+		Touches:             c.touches.Load(),
+		Deletes:             c.deletes.Load(),
+		LoadsHit:            c.loadsHit.Load(),
+		LoadsMiss:           c.loadsMiss.Load(),
+		LoadsError:          c.loadsError.Load(),
+		DecodeErrors:        c.decodeErrors.Load(),
+		BackupLatency:       c.backupLatency.snapshot(),
+		LoadLatency:         c.loadLatency.snapshot(),
+	}
+	if m.backup != nil {
+		s.QueueDepth = len(m.backup.queue)
+		s.PendingRetries = m.backup.pendingLen()
+		s.Nodes, s.NodesUp = m.backup.nodeCounts()
+	}
+	return s
+}
