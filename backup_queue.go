@@ -315,9 +315,14 @@ func (b *backup) storeOnce(e *entry) error {
 }
 
 // deleteStored deletes the backup of an ended session. e.writeMu is held.
+// If the node is down the delete is retried when it is back: a logged-out
+// session must not come back through a takeover.
 func (b *backup) deleteStored(e *entry) error {
 	if e.storedKey == "" {
 		return nil
+	}
+	if n := b.nodes.Load().byID[e.storedNode]; n != nil && !n.up.Load() {
+		return ErrNoNodeUp
 	}
 	if err := b.deleteKey(e.storedNode, e.storedKey); err != nil {
 		return err

@@ -1,0 +1,100 @@
+package mcsession
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/mcsession/mcsession/internal/memcachetest"
+)
+
+// discardWriter is the cheapest http.ResponseWriter, so the benchmarks
+// measure the middleware rather than a recorder.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+var (
+	benchRead = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := FromContext(r.Context()); s != nil {
+			v, _ := Get[string](s, "user")
+			w.Write([]byte(v))
+			return
+		}
+		w.Write([]byte("ada"))
+	})
+	benchWrite = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := FromContext(r.Context()); s != nil {
+			s.Set("n", 1)
+		}
+		w.Write([]byte("ok"))
+	})
+)
+
+// benchSession creates a session through h and returns a request that
+// carries its cookie.
+func benchSession(b *testing.B, m *Manager) *http.Request {
+	b.Helper()
+	w := &discardWriter{h: http.Header{}}
+	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		FromContext(r.Context()).Set("user", "ada")
+	})).ServeHTTP(w, mustRequest(b, nil))
+	c, err := http.ParseSetCookie(w.h.Get("Set-Cookie"))
+	if err != nil {
+		b.Fatalf("no session cookie: %v", err)
+	}
+	return mustRequest(b, c)
+}
+
+func mustRequest(b *testing.B, c *http.Cookie) *http.Request {
+	r, err := http.NewRequest("GET", "http://example.com/", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if c != nil {
+		r.AddCookie(c)
+	}
+	return r
+}
+
+func runHandler(b *testing.B, h http.Handler, r *http.Request) {
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, r)
+	}
+}
+
+// BenchmarkBare is the floor: the handlers without any session middleware.
+func BenchmarkBare(b *testing.B) {
+	b.Run("read", func(b *testing.B) { runHandler(b, benchRead, mustRequest(b, nil)) })
+	b.Run("write", func(b *testing.B) { runHandler(b, benchWrite, mustRequest(b, nil)) })
+}
+
+// BenchmarkSticky measures a request on a session held locally: a read and
+// a write, in process only and with asynchronous memcached backup.
+func BenchmarkSticky(b *testing.B) {
+	modes := []struct {
+		name  string
+		nodes func(b *testing.B) string
+	}{
+		{"inprocess", func(*testing.B) string { return "" }},
+		{"memcached", func(b *testing.B) string { return nodesOf(memcachetest.StartN(b, 2)...) }},
+	}
+	for _, mode := range modes {
+		b.Run(mode.name, func(b *testing.B) {
+			nodes := mode.nodes(b)
+			b.Run("read", func(b *testing.B) {
+				m := newTestManager(b, Config{Nodes: nodes, Route: "a"})
+				runHandler(b, m.Middleware(benchRead), benchSession(b, m))
+			})
+			b.Run("write", func(b *testing.B) {
+				m := newTestManager(b, Config{Nodes: nodes, Route: "a"})
+				runHandler(b, m.Middleware(benchWrite), benchSession(b, m))
+			})
+		})
+	}
+}
