@@ -236,9 +236,10 @@ func (b *backup) storeOnce(e *entry) error {
 	}
 	id := e.id
 	key := memcacheKey(b.m.cfg.KeyPrefix, id)
-	write := e.dirty || e.readMutable || key != e.storedKey
-	mustWrite := e.dirty || key != e.storedKey
-	touch := !write && e.storedUntil.Before(b.m.expiryLocked(e))
+	moved := key != e.storedKey && !e.unstorable
+	write := e.dirty || e.readMutable || moved
+	mustWrite := e.dirty || moved
+	touch := !write && !e.unstorable && e.storedUntil.Before(b.m.expiryLocked(e))
 	if !write && !touch {
 		e.mu.Unlock()
 		return nil
@@ -278,10 +279,11 @@ func (b *backup) storeOnce(e *entry) error {
 		b.m.stats.backupsFailed.Add(1)
 		b.m.logger.error("encode", "mcsession: cannot encode session; it is kept locally only until it changes again",
 			"err", err)
+		b.setUnstorable(e, true)
 		return errPermanent{fmt.Errorf("mcsession: encode session: %w", err)}
 	}
 	hash := maphash.Bytes(b.m.seed, payload)
-	if !mustWrite && hash == e.storedHash {
+	if !mustWrite && (hash == e.storedHash || hash == e.rejected) {
 		b.m.stats.backupsSkipped.Add(1)
 		return nil
 	}
@@ -290,6 +292,8 @@ func (b *backup) storeOnce(e *entry) error {
 		b.m.stats.backupsTooLarge.Add(1)
 		err := fmt.Errorf("%w: %d bytes encoded, ItemSizeLimit is %d; it is kept locally only", ErrTooLarge, len(blob), b.m.cfg.ItemSizeLimit)
 		b.m.logger.error("too-large", err.Error(), "node", n.ID)
+		e.rejected = hash
+		b.setUnstorable(e, true)
 		return errPermanent{err}
 	}
 	start := time.Now()
@@ -306,7 +310,8 @@ func (b *backup) storeOnce(e *entry) error {
 	}
 	b.m.stats.backupsWritten.Add(1)
 	oldNode, oldKey := e.storedNode, e.storedKey
-	e.storedHash, e.storedNode, e.storedKey = hash, n.ID, key
+	e.storedHash, e.storedNode, e.storedKey, e.rejected = hash, n.ID, key, 0
+	b.setUnstorable(e, false)
 	b.setStoredUntil(e, until)
 	if oldKey != "" && oldKey != key {
 		b.deleteKey(oldNode, oldKey)
@@ -346,6 +351,12 @@ func (b *backup) deleteKey(nodeID, key string) error {
 		return nil
 	}
 	return err
+}
+
+func (b *backup) setUnstorable(e *entry, v bool) {
+	e.mu.Lock()
+	e.unstorable = v
+	e.mu.Unlock()
 }
 
 func (b *backup) setStoredUntil(e *entry, t time.Time) {

@@ -95,7 +95,7 @@ func (rq *request) finish() {
 	}
 	e.mu.Lock()
 	changed := e.dirty || e.readMutable || e.removed
-	touch := !changed && e.storedUntil.Before(m.expiryLocked(e))
+	touch := !changed && !e.unstorable && e.storedUntil.Before(m.expiryLocked(e))
 	e.mu.Unlock()
 	switch {
 	case changed && m.cfg.SyncBackup:

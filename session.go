@@ -36,6 +36,7 @@ type entry struct {
 	storedHash uint64 // hash of the last payload written
 	storedNode string // node of the last write, or of the copy a takeover loaded
 	storedKey  string // key of that copy; deleted once the session is stored under another
+	rejected   uint64 // hash of the last payload that could not be stored (too large, say)
 
 	// mu guards the fields below.
 	mu          sync.Mutex
@@ -49,6 +50,7 @@ type entry struct {
 	dirty       bool      // changed since the last backup began
 	readMutable bool      // a mutable value was handed out since the last backup began
 	removed     bool      // expired or invalidated: delete from memcached, never store again
+	unstorable  bool      // the last backup failed in a way only a change can fix
 	queued      bool      // waiting in the backup queue
 }
 
