@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"maps"
 	"math"
 	"time"
 
@@ -33,11 +32,13 @@ func (b *backup) schedule(e *entry) {
 	e.mu.Lock()
 	e.queued = false
 	e.mu.Unlock()
+	// Pending before done: a flush that sees the backlog reach zero must
+	// find e in the pending set.
+	b.addPending(e)
 	b.done()
 	b.m.stats.backupsDropped.Add(1)
 	b.m.logger.warn("queue-full", "mcsession: backup queue full; sessions are retried (raise BackupQueueSize or BackupWorkers)",
 		"size", cap(b.queue))
-	b.addPending(e)
 }
 
 // done records that one scheduled backup has finished.
@@ -60,7 +61,7 @@ func (b *backup) work() {
 			e.mu.Lock()
 			e.queued = false // changes from now on queue it again
 			e.mu.Unlock()
-			if err := b.store(e, time.Now().Add(b.m.cfg.BackupTimeout)); retryable(err) {
+			if err := b.store(e, time.Now().Add(b.m.cfg.BackupTimeout), false); retryable(err) {
 				b.addPending(e)
 			}
 			b.done()
@@ -71,7 +72,7 @@ func (b *backup) work() {
 // storeNow stores e on the caller's goroutine, within BackupTimeout; a
 // failure leaves it for the retry loop. It is the SyncBackup path.
 func (b *backup) storeNow(e *entry) {
-	if err := b.store(e, time.Now().Add(b.m.cfg.BackupTimeout)); retryable(err) {
+	if err := b.store(e, time.Now().Add(b.m.cfg.BackupTimeout), true); retryable(err) {
 		b.addPending(e)
 	}
 }
@@ -113,29 +114,46 @@ func (b *backup) retryLoop() {
 		case <-b.kick:
 		case <-t.C:
 		}
+		// The sessions taken from the pending set are in neither it nor the
+		// queue until scheduled: count the pass in the backlog, so a flush
+		// cannot see "nothing queued, nothing pending" meanwhile.
+		b.backlog.Add(1)
 		if b.rescue.Swap(false) {
 			b.rescueSessions()
 		}
 		for _, e := range b.takePending() {
 			b.schedule(e)
 		}
+		b.done()
 	}
 }
 
 // rescueSessions queues every local session whose node is down or gone.
+// Each is marked dirty: a node that went down may come back empty (a
+// restart), and when every node is down the session cannot move, so
+// without the mark it would be taken for stored once its node is back.
 func (b *backup) rescueSessions() {
 	ns := b.nodes.Load()
-	var move []*entry
+	b.rewriteWhere(func(e *entry) bool {
+		n := ns.byID[e.node]
+		return n == nil || !n.up.Load()
+	})
+}
+
+// rewriteWhere marks dirty and queues every local session for which match,
+// called with e.mu held, reports true.
+func (b *backup) rewriteWhere(match func(e *entry) bool) {
+	var rewrite []*entry
 	b.m.sessions.Range(func(_ string, e *entry) bool {
 		e.mu.Lock()
-		n := ns.byID[e.node]
-		if n == nil || !n.up.Load() {
-			move = append(move, e)
+		if match(e) {
+			e.dirty = true
+			rewrite = append(rewrite, e)
 		}
 		e.mu.Unlock()
 		return true
 	})
-	for _, e := range move {
+	for _, e := range rewrite {
 		b.schedule(e)
 	}
 }
@@ -199,17 +217,24 @@ func retryable(err error) bool {
 	return err != nil && !errors.As(err, &p)
 }
 
+// errBusy defers an asynchronous write of a session that a request is
+// using: the request may be changing one of its values in place, and
+// encoding the value meanwhile would race with it. The request queues the
+// session again when it finishes.
+var errBusy = errors.New("mcsession: session in use by a request; backup deferred")
+
 // store brings memcached up to date with e: it writes e (set) if it changed
 // or a mutable value read from it now encodes differently, extends the
 // backup's TTL (touch) if memcached would drop it before the local copy
 // expires, or deletes it if e has ended. A node that fails is marked down
 // and the session moves to another node and is tried there, while deadline
-// allows.
-func (b *backup) store(e *entry, deadline time.Time) error {
+// allows. inRequest says the caller is the one request allowed to be using
+// e (SyncBackup); otherwise a write waits until no request uses e (errBusy).
+func (b *backup) store(e *entry, deadline time.Time, inRequest bool) error {
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
 	for {
-		err := b.storeOnce(e)
+		err := b.storeOnce(e, inRequest)
 		var ne *NodeError
 		if err == nil || !errors.As(err, &ne) || classify(ne.Err) != classUnreachable ||
 			time.Until(deadline) < b.m.cfg.OperationTimeout {
@@ -220,7 +245,7 @@ func (b *backup) store(e *entry, deadline time.Time) error {
 }
 
 // storeOnce is one pass of store, on e's current node. e.writeMu is held.
-func (b *backup) storeOnce(e *entry) error {
+func (b *backup) storeOnce(e *entry, inRequest bool) error {
 	now := time.Now()
 	e.mu.Lock()
 	if e.removed {
@@ -240,20 +265,9 @@ func (b *backup) storeOnce(e *entry) error {
 	write := e.dirty || e.readMutable || moved
 	mustWrite := e.dirty || moved
 	touch := !write && !e.unstorable && e.storedUntil.Before(b.m.expiryLocked(e))
-	if !write && !touch {
-		e.mu.Unlock()
-		return nil
-	}
 	exp, until := b.ttlLocked(e, now)
-	env := envelope{id: id, created: e.created, idleTimeout: b.m.cfg.IdleTimeout, lifetime: b.m.cfg.Lifetime}
-	var values map[string]any
-	if write {
-		values = maps.Clone(e.values)
-		e.dirty, e.readMutable = false, false
-	}
-	e.mu.Unlock()
-
 	if touch {
+		e.mu.Unlock()
 		start := time.Now()
 		err := b.do(n, "touch", func(c *memcache.Client) error { return c.Touch(key, exp) })
 		b.m.stats.backupLatency.observe(time.Since(start))
@@ -268,13 +282,22 @@ func (b *backup) storeOnce(e *entry) error {
 		}
 		// memcached lost the copy (restart, eviction): write it again.
 		e.mu.Lock()
-		values = maps.Clone(e.values)
-		e.dirty, e.readMutable = false, false
-		e.mu.Unlock()
-		mustWrite = true
+		write, mustWrite = true, true
 	}
-
-	payload, err := b.m.cfg.Transcoder.Encode(values)
+	if !write {
+		e.mu.Unlock()
+		return nil
+	}
+	if e.active > 0 && !inRequest {
+		e.mu.Unlock()
+		return errBusy
+	}
+	// Encode under e.mu: no request can reach the values meanwhile, and
+	// none holds one (e.active), so values changed in place are read whole.
+	payload, err := b.m.cfg.Transcoder.Encode(e.values)
+	e.dirty, e.readMutable = false, false
+	env := envelope{id: id, created: e.created, idleTimeout: b.m.cfg.IdleTimeout, lifetime: b.m.cfg.Lifetime}
+	e.mu.Unlock()
 	if err != nil {
 		b.m.stats.backupsFailed.Add(1)
 		b.m.logger.error("encode", "mcsession: cannot encode session; it is kept locally only until it changes again",
@@ -301,6 +324,16 @@ func (b *backup) storeOnce(e *entry) error {
 		return c.Set(&memcache.Item{Key: key, Value: blob, Expiration: exp})
 	})
 	b.m.stats.backupLatency.observe(time.Since(start))
+	if err != nil && refusedTooLarge(err) {
+		// memcached's -I is below ItemSizeLimit: as above, not a node failure.
+		b.m.stats.backupsTooLarge.Add(1)
+		err := fmt.Errorf("%w: %d bytes encoded, refused by memcached node %s (its -I item size limit is below ItemSizeLimit %d); it is kept locally only",
+			ErrTooLarge, len(blob), n.ID, b.m.cfg.ItemSizeLimit)
+		b.m.logger.error("too-large", err.Error(), "node", n.ID)
+		e.rejected = hash
+		b.setUnstorable(e, true)
+		return errPermanent{err}
+	}
 	if err != nil {
 		b.m.stats.backupsFailed.Add(1)
 		e.mu.Lock()
@@ -374,14 +407,16 @@ const maxRelativeTTL = 30 * 24 * 60 * 60
 // outlives the local session. It is never 0 (no expiry) or negative, and
 // is sent as an absolute Unix time when longer than 30 days.
 func (b *backup) ttlLocked(e *entry, now time.Time) (int32, time.Time) {
-	remaining := b.m.expiryLocked(e).Sub(now) + touchGrace(b.m.cfg.IdleTimeout)
+	grace := touchGrace(b.m.cfg.IdleTimeout)
+	// Saturate: an IdleTimeout near the largest Duration must not wrap
+	// around to a negative remaining time, and so to a TTL of 1s.
+	remaining := min(b.m.expiryLocked(e).Sub(now), math.MaxInt64-grace) + grace
 	secs := int64(math.Ceil(remaining.Seconds()))
 	secs = max(secs, 1)
-	until := now.Add(time.Duration(secs) * time.Second)
 	if secs > maxRelativeTTL {
-		return int32(min(now.Unix()+secs, math.MaxInt32)), until
+		return int32(min(now.Unix()+secs, math.MaxInt32)), now.Add(remaining)
 	}
-	return int32(secs), until
+	return int32(secs), now.Add(time.Duration(secs) * time.Second)
 }
 
 // touchGrace is how much longer than the local session a backup is kept. A

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -72,6 +73,11 @@ func decodeEnvelope(b []byte) (envelope, []byte, error) {
 		if v > maxMillis {
 			return e, nil, fmt.Errorf("%w: time out of range", errCorrupt)
 		}
+	}
+	// A time.Duration holds about 292 years: a longer timeout would wrap.
+	const maxDurationMillis = math.MaxInt64 / uint64(time.Millisecond)
+	if fields[1] > maxDurationMillis || fields[2] > maxDurationMillis {
+		return e, nil, fmt.Errorf("%w: timeout out of range", errCorrupt)
 	}
 	if fields[3] > maxIDLen || fields[3] > uint64(len(b)) {
 		return e, nil, fmt.Errorf("%w: bad ID length", errCorrupt)

@@ -11,7 +11,8 @@ var (
 	ErrClosed = errors.New("mcsession: manager is closed")
 
 	// ErrTooLarge is wrapped by the backup error of a session whose encoded
-	// form exceeds Config.ItemSizeLimit. The session keeps working locally.
+	// form exceeds Config.ItemSizeLimit, or that memcached refused as larger
+	// than its own item size limit (-I). The session keeps working locally.
 	ErrTooLarge = errors.New("mcsession: session too large for memcached")
 
 	// ErrNoNodeUp is wrapped by the backup error of a session when every

@@ -32,20 +32,10 @@ func (b *backup) loadNow(ns *nodeSet, id sessionID) *entry {
 	home := ns.byID[id.node]
 	candidates := []*node{home}
 	if !home.up.Load() {
-		// The session's node is down. Its owner may have moved it before
-		// dying; it would have chosen as pick chooses, so look there, then
-		// anywhere else.
-		candidates = candidates[:0]
-		if n := ns.pick(id.random); n.up.Load() {
-			candidates = append(candidates, n)
-		}
-		for _, n := range ns.list {
-			if n != home && n.up.Load() && (len(candidates) == 0 || n != candidates[0]) {
-				candidates = append(candidates, n)
-			}
-		}
+		candidates = elsewhere(ns, home, id.random)
 	}
-	for _, n := range candidates {
+	for i := 0; i < len(candidates); i++ {
+		n := candidates[i]
 		found := sessionID{id.random, n.ID, id.route}
 		key := memcacheKey(b.m.cfg.KeyPrefix, found.String())
 		start := time.Now()
@@ -66,6 +56,11 @@ func (b *backup) loadNow(ns *nodeSet, id sessionID) *entry {
 			b.m.stats.loadsError.Add(1)
 			b.m.logger.warn("load-error", "mcsession: cannot load session from memcached; the request starts without it",
 				"err", err)
+			if n == home && !home.up.Load() {
+				// This get found the session's node dead: look where the
+				// owner may have moved it, as if it had been known down.
+				candidates = append(candidates, elsewhere(ns, home, id.random)...)
+			}
 			continue
 		}
 		e, err := b.adopt(found, n, key, item.Value)
@@ -88,6 +83,22 @@ func (b *backup) loadNow(ns *nodeSet, id sessionID) *entry {
 		b.m.stats.loadsMiss.Add(1)
 	}
 	return nil
+}
+
+// elsewhere lists the up nodes other than home, where the owner of a
+// session on home may have moved it when home went down: first the node
+// pick chooses, as the owner would have, then the others.
+func elsewhere(ns *nodeSet, home *node, random string) []*node {
+	var list []*node
+	if n := ns.pick(random); n != home && n.up.Load() {
+		list = append(list, n)
+	}
+	for _, n := range ns.list {
+		if n != home && n.up.Load() && (len(list) == 0 || n != list[0]) {
+			list = append(list, n)
+		}
+	}
+	return list
 }
 
 // adopt decodes a stored session found under id on node n. It returns nil

@@ -18,6 +18,7 @@ import (
 type backup struct {
 	m     *Manager
 	nodes atomic.Pointer[nodeSet]
+	setMu sync.Mutex // serialises setNodes
 
 	queue   chan *entry   // sessions to store, served by the workers
 	backlog atomic.Int64  // sessions queued or being stored
@@ -78,23 +79,31 @@ func (b *backup) close() {
 	}
 }
 
-// setNodes installs a new node list, keeping the client and health of every
-// node whose id and address are unchanged.
+// setNodes installs a new node list. A node whose id, address and role are
+// unchanged is kept as it is, with its connections and health. Sessions on a
+// removed node, or on a node whose address changed, are rewritten: the new
+// server does not hold their backups.
 func (b *backup) setNodes(specs []nodespec.Node) {
+	b.setMu.Lock()
+	defer b.setMu.Unlock()
 	old := b.nodes.Load()
 	ns := &nodeSet{byID: make(map[string]*node, len(specs))}
+	moved := make(map[string]bool) // node ids whose address changed
 	for _, spec := range specs {
 		var n *node
-		if old != nil {
-			if o := old.byID[spec.ID]; o != nil && o.Addr == spec.Addr {
+		if o := old.lookup(spec.ID); o != nil && o.Addr == spec.Addr {
+			n = o
+			if o.Failover != spec.Failover {
 				n = &node{Node: spec, client: o.client}
 				n.up.Store(o.up.Load())
 				o.mu.Lock()
 				n.nextProbe, n.backoff = o.nextProbe, o.backoff
 				o.mu.Unlock()
 			}
-		}
-		if n == nil {
+		} else {
+			if o != nil {
+				moved[spec.ID] = true
+			}
 			c := memcache.New(spec.Addr)
 			c.Timeout = b.m.cfg.OperationTimeout
 			c.MaxIdleConns = max(b.m.cfg.BackupWorkers, 2) * 2
@@ -105,15 +114,27 @@ func (b *backup) setNodes(specs []nodespec.Node) {
 		ns.byID[n.ID] = n
 	}
 	b.nodes.Store(ns)
-	if old != nil {
-		for _, o := range old.list {
-			if n := ns.byID[o.ID]; n == nil || n.client != o.client {
-				o.client.Close()
-			}
-		}
-		b.rescue.Store(true) // sessions on removed nodes must move
-		b.wake()
+	if old == nil {
+		return
 	}
+	for _, o := range old.list {
+		if n := ns.byID[o.ID]; n == nil || n.client != o.client {
+			o.client.Close()
+		}
+	}
+	if len(moved) > 0 {
+		b.rewriteWhere(func(e *entry) bool { return moved[e.node] })
+	}
+	b.rescue.Store(true) // sessions on removed nodes must move
+	b.wake()
+}
+
+// lookup returns the node with id, or nil; ns may be nil.
+func (ns *nodeSet) lookup(id string) *node {
+	if ns == nil {
+		return nil
+	}
+	return ns.byID[id]
 }
 
 // pick chooses the node for a session: an up primary node, else an up
@@ -224,6 +245,12 @@ func classify(err error) errClass {
 		return classBadRequest
 	}
 	return classUnreachable
+}
+
+// refusedTooLarge reports whether err is memcached refusing an item larger
+// than its -I limit ("SERVER_ERROR object too large for cache").
+func refusedTooLarge(err error) bool {
+	return classify(err) == classBadRequest && strings.Contains(err.Error(), "too large")
 }
 
 // staleConn reports whether err is what a pooled connection gives when the

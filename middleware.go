@@ -90,10 +90,15 @@ func (rq *request) finish() {
 	if used {
 		m.stats.requestsWithSession.Add(1)
 	}
-	if e == nil || m.backup == nil {
+	if e == nil {
+		return
+	}
+	if m.backup == nil {
+		e.release()
 		return
 	}
 	e.mu.Lock()
+	e.active-- // acquired when the request first used the session
 	changed := e.dirty || e.readMutable || e.removed
 	touch := !changed && !e.unstorable && e.storedUntil.Before(m.expiryLocked(e))
 	e.mu.Unlock()

@@ -51,6 +51,7 @@ type entry struct {
 	readMutable bool      // a mutable value was handed out since the last backup began
 	removed     bool      // expired or invalidated: delete from memcached, never store again
 	unstorable  bool      // the last backup failed in a way only a change can fix
+	active      int       // requests using the session now: no async encode while > 0
 	queued      bool      // waiting in the backup queue
 }
 
@@ -198,6 +199,7 @@ func (s *Session) Invalidate() {
 		return
 	}
 	s.m.end(e, &s.m.stats.invalidated, true)
+	e.release()
 	s.e, s.isNew, s.ended = nil, false, true
 	s.noteIDChangeLocked()
 }
@@ -223,6 +225,7 @@ func (s *Session) entryLocked() *entry {
 		s.resolved = true
 		if s.w != nil {
 			s.e = s.m.resolve(s.cookie)
+			s.e.acquire()
 		}
 	}
 	return s.e
@@ -231,6 +234,7 @@ func (s *Session) entryLocked() *entry {
 // createLocked starts a new session for the request.
 func (s *Session) createLocked() *entry {
 	s.e = s.m.create()
+	s.e.acquire()
 	s.isNew = true
 	s.noteIDChangeLocked()
 	return s.e
@@ -243,4 +247,22 @@ func (s *Session) noteIDChangeLocked() {
 		s.m.stats.lateChanges.Add(1)
 		s.m.logger.warn("late-change", "mcsession: session ID changed after the response started; the client keeps its old cookie (change the session before writing the response)")
 	}
+}
+
+// acquire records that a request is using e, until it calls release. The
+// backup workers do not encode e meanwhile, so a request may change its
+// values in place. A nil e is ignored.
+func (e *entry) acquire() {
+	if e != nil {
+		e.mu.Lock()
+		e.active++
+		e.mu.Unlock()
+	}
+}
+
+// release ends a use begun by acquire.
+func (e *entry) release() {
+	e.mu.Lock()
+	e.active--
+	e.mu.Unlock()
 }

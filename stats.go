@@ -26,7 +26,7 @@ type Stats struct {
 	BackupsSkipped  uint64 // backups found unchanged after a mutable value was read
 	BackupsFailed   uint64 // backups that failed (node down, encoding error); they are retried
 	BackupsDropped  uint64 // backups that found the queue full; they are retried
-	BackupsTooLarge uint64 // backups larger than Config.ItemSizeLimit; kept local only
+	BackupsTooLarge uint64 // backups larger than Config.ItemSizeLimit or memcached's -I; kept local only
 	Touches         uint64 // touch commands that extended a backup's TTL
 	Deletes         uint64 // delete commands for expired, invalidated or renamed sessions
 

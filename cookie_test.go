@@ -1,0 +1,290 @@
+package mcsession
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcsession/mcsession/internal/memcachetest"
+)
+
+// setCookies returns the Set-Cookie headers of h for the cookie named name.
+func setCookies(t testing.TB, h http.Header, name string) []*http.Cookie {
+	t.Helper()
+	var out []*http.Cookie
+	for _, line := range h.Values("Set-Cookie") {
+		c, err := http.ParseSetCookie(line)
+		if err != nil {
+			t.Fatalf("http.ParseSetCookie(%q) error = %v", line, err)
+		}
+		if c.Name == name {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// setCookieValue returns the value of the one session cookie set in h, or
+// "" if none is set.
+func setCookieValue(t testing.TB, h http.Header) string {
+	t.Helper()
+	cs := setCookies(t, h, DefaultCookieName)
+	switch len(cs) {
+	case 0:
+		return ""
+	case 1:
+		return cs[0].Value
+	}
+	t.Fatalf("%d session cookies set: %q", len(cs), h.Values("Set-Cookie"))
+	return ""
+}
+
+// cookieManager returns a Manager that is never used to serve requests, for
+// calling sessionCookie.
+func cookieManager(tb testing.TB, cfg Config) *Manager {
+	tb.Helper()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	m, err := New(cfg)
+	if err != nil {
+		tb.Fatalf("New(%+v) error = %v", cfg, err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	return m
+}
+
+func TestSessionCookie(t *testing.T) {
+	withNode := testRandom + ".n1.app1"
+	plain := testRandom + ".app1"
+	other := "fedcba9876543210fedcba9876543210.n1"
+	tests := []struct {
+		name    string
+		nodes   bool
+		cookies []string // Cookie header lines
+		want    string
+	}{
+		{"no header", true, nil, ""},
+		{"one cookie", true, []string{"SESSIONID=" + withNode}, withNode},
+		{"among others", true, []string{"a=1; SESSIONID=" + withNode + "; b=2"}, withNode},
+		{"no space after semicolon", true, []string{"a=1;SESSIONID=" + withNode + ";b=2"}, withNode},
+		{"tabs and spaces around", true, []string{"a=1;\t SESSIONID=" + withNode + " \t; b=2"}, withNode},
+		{"second header line", true, []string{"a=1", "SESSIONID=" + withNode}, withNode},
+		{"quoted", true, []string{`SESSIONID="` + withNode + `"`}, withNode},
+		{"first valid wins", true, []string{"SESSIONID=" + withNode + "; SESSIONID=" + other}, withNode},
+		{"invalid one skipped", true, []string{"SESSIONID=junk; SESSIONID=" + other}, other},
+		{"invalid in first line skipped", true, []string{"SESSIONID=junk", "SESSIONID=" + other}, other},
+		{"in-process ID with nodes", true, []string{"SESSIONID=" + testRandom}, ""},
+		{"route taken for a node", true, []string{"SESSIONID=" + plain}, plain}, // unknown node: load skips it
+		{"in-process ID without nodes", false, []string{"SESSIONID=" + plain}, plain},
+		{"node ID without nodes", false, []string{"SESSIONID=" + withNode}, ""},
+		{"name is case sensitive", true, []string{"sessionid=" + withNode}, ""},
+		{"longer name", true, []string{"XSESSIONID=" + withNode + "; SESSIONIDX=" + withNode}, ""},
+		{"space before equals", true, []string{"SESSIONID =" + withNode}, ""},
+		{"empty value", true, []string{"SESSIONID="}, ""},
+		{"name only", true, []string{"SESSIONID"}, ""},
+		{"lone quote", true, []string{`SESSIONID="`}, ""},
+		{"unbalanced quote", true, []string{`SESSIONID="` + withNode}, ""},
+		{"trailing quote", true, []string{`SESSIONID=` + withNode + `"`}, ""},
+		{"single quotes", true, []string{`SESSIONID='` + withNode + `'`}, ""},
+		{"double quoted twice", true, []string{`SESSIONID=""` + withNode + `""`}, ""},
+		{"space inside", true, []string{"SESSIONID=" + testRandom + " .n1"}, ""},
+		{"only separators", true, []string{";;; ;=;=="}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Route: "app1"}
+			if tt.nodes {
+				cfg.Nodes = "n1:127.0.0.1:1"
+			}
+			m := cookieManager(t, cfg)
+			r := httptest.NewRequest("GET", "/", nil)
+			if tt.cookies != nil {
+				r.Header["Cookie"] = tt.cookies
+			}
+			if got := m.sessionCookie(r); got != tt.want {
+				t.Errorf("sessionCookie(Cookie: %q) = %q, want %q", tt.cookies, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSessionCookieCustomName(t *testing.T) {
+	m := cookieManager(t, Config{Cookie: CookieConfig{Name: "sid"}})
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Cookie", "SESSIONID="+testRandom+"; sid="+testRandom)
+	if got := m.sessionCookie(r); got != testRandom {
+		t.Errorf("sessionCookie(%q) = %q, want %q", r.Header.Get("Cookie"), got, testRandom)
+	}
+}
+
+// TestBadCookieCostsNothing sends malformed session cookies to a Manager
+// with a memcached node: each must give the handler a fresh, empty session
+// without a single memcached operation, and must not panic.
+func TestBadCookieCostsNothing(t *testing.T) {
+	srv := memcachetest.Start(t)
+	m := newTestManager(t, Config{Nodes: nodesOf(srv), Route: "app1"})
+	valid := testRandom + ".n1.app1"
+	tests := []struct {
+		name   string
+		cookie string // the whole Cookie header
+	}{
+		{"malformed", "SESSIONID=not-a-session-id"},
+		{"oversized", "SESSIONID=" + valid + strings.Repeat("a", 5000)},
+		{"oversized header", "SESSIONID=" + strings.Repeat(testRandom, 160)},
+		{"unknown node", "SESSIONID=" + testRandom + ".n9.app1"},
+		{"unknown node without route", "SESSIONID=" + testRandom + ".zz"},
+		{"no node", "SESSIONID=" + testRandom},
+		{"short random", "SESSIONID=" + testRandom[1:] + ".n1.app1"},
+		{"long random", "SESSIONID=0" + testRandom + ".n1.app1"},
+		{"uppercase hex", "SESSIONID=" + strings.ToUpper(testRandom) + ".n1.app1"},
+		{"non-hex", "SESSIONID=" + strings.Replace(testRandom, "a", "x", 1) + ".n1.app1"},
+		{"control character", "SESSIONID=" + testRandom + ".n1\x01.app1"},
+		{"NUL", "SESSIONID=" + testRandom[:5] + "\x00" + testRandom[6:] + ".n1"},
+		{"newline", "SESSIONID=" + testRandom + ".n1\r\nset x 0 0 1"},
+		{"empty", "SESSIONID="},
+		{"empty header", ""},
+		{"extra dot", "SESSIONID=" + valid + ".x"},
+		{"double dot", "SESSIONID=" + testRandom + "..n1"},
+		{"trailing dot", "SESSIONID=" + testRandom + ".n1."},
+		{"unbalanced quote", `SESSIONID="` + valid},
+		{"quoted junk", `SESSIONID="junk"`},
+		{"single quotes", `SESSIONID='` + valid + `'`},
+		{"quotes inside", `SESSIONID=` + testRandom + `".n1"`},
+		{"space inside", "SESSIONID=" + testRandom + ". n1"},
+		{"non-ASCII", "SESSIONID=" + testRandom + ".n1.äpp"},
+		{"other name", "sessionid=" + valid + "; SESSIONID2=" + valid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := srv.Ops(t)
+			rec, saw := serveProbe(t, m, tt.cookie, "a", false)
+			if d := opsDelta(t, srv, base); d != 0 {
+				t.Errorf("GET with Cookie %q cost %d memcached operations, want 0", tt.cookie, d)
+			}
+			if !saw.isNew || saw.id != "" || len(saw.keys) != 0 || saw.value != "" {
+				t.Errorf("GET with Cookie %q: handler saw %+v, want no session", tt.cookie, saw)
+			}
+			if got := rec.Result().Header.Values("Set-Cookie"); len(got) != 0 {
+				t.Errorf("GET with Cookie %q: Set-Cookie %q, want none (nothing was written)", tt.cookie, got)
+			}
+		})
+	}
+
+	// Controls: a well-formed ID of a known node is looked up, quoted or not
+	// (RFC 6265 allows a quoted cookie-value), so the zeros above are real.
+	for _, cookie := range []string{"SESSIONID=" + valid, `SESSIONID="` + "00" + valid[2:] + `"`} {
+		base := srv.Ops(t)
+		serveProbe(t, m, cookie, "a", false)
+		if d := opsDelta(t, srv, base); d != 1 {
+			t.Errorf("GET with Cookie %q cost %d memcached operations, want 1 get", cookie, d)
+		}
+	}
+	if st := m.Stats(); st.SessionsCreated != 0 || st.LoadsMiss != 2 || st.DecodeErrors != 0 {
+		t.Errorf("Stats() = SessionsCreated %d, LoadsMiss %d, DecodeErrors %d, want 0, 2, 0", st.SessionsCreated, st.LoadsMiss, st.DecodeErrors)
+	}
+
+	// A bad cookie, then a write: a new session with a new, valid ID.
+	rec, _ := serveProbe(t, m, "SESSIONID="+strings.ToUpper(valid), "a", true)
+	id := setCookieValue(t, rec.Result().Header)
+	if p, ok := parseID(id, true); !ok || p.random == testRandom {
+		t.Errorf("Set-Cookie after a bad cookie = %q, want a new valid ID", id)
+	}
+}
+
+func TestCookieAttributes(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want http.Cookie // Value is not compared
+	}{
+		{"defaults", Config{},
+			http.Cookie{Name: DefaultCookieName, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}},
+		{"configured", Config{Cookie: CookieConfig{Name: "sid", Path: "/app", Domain: "example.com", Secure: true, SameSite: http.SameSiteStrictMode}},
+			http.Cookie{Name: "sid", Path: "/app", Domain: "example.com", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode}},
+		{"SameSite=None with Secure", Config{Cookie: CookieConfig{Secure: true, SameSite: http.SameSiteNoneMode}},
+			http.Cookie{Name: DefaultCookieName, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteNoneMode}},
+		{"persistent", Config{IdleTimeout: time.Hour, Cookie: CookieConfig{Persist: true}},
+			http.Cookie{Name: DefaultCookieName, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 3600}},
+		{"persistent with shorter lifetime", Config{IdleTimeout: time.Hour, Lifetime: 10 * time.Minute, Cookie: CookieConfig{Persist: true}},
+			http.Cookie{Name: DefaultCookieName, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 600}},
+		{"persistent with longer lifetime", Config{IdleTimeout: time.Hour, Lifetime: 24 * time.Hour, Cookie: CookieConfig{Persist: true}},
+			http.Cookie{Name: DefaultCookieName, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 3600}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestManager(t, tt.cfg)
+			rec, _ := serveProbe(t, m, "", "a", true)
+			h := rec.Result().Header
+			cs := setCookies(t, h, tt.want.Name)
+			if len(cs) != 1 {
+				t.Fatalf("Set-Cookie = %q, want one %s cookie", h.Values("Set-Cookie"), tt.want.Name)
+			}
+			c := cs[0]
+			if _, ok := parseID(c.Value, false); !ok {
+				t.Errorf("cookie value = %q, want a session ID", c.Value)
+			}
+			if c.Path != tt.want.Path || c.Domain != tt.want.Domain || c.Secure != tt.want.Secure ||
+				c.HttpOnly != tt.want.HttpOnly || c.SameSite != tt.want.SameSite || c.MaxAge != tt.want.MaxAge || !c.Expires.IsZero() {
+				t.Errorf("Set-Cookie = %q, want %s", h.Get("Set-Cookie"), tt.want.String())
+			}
+			if got := h.Values("Vary"); !slices.Contains(got, "Cookie") {
+				t.Errorf("Vary = %q, want Cookie", got)
+			}
+		})
+	}
+}
+
+func TestAddVaryCookie(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"none", nil, []string{"Cookie"}},
+		{"other", []string{"Accept-Encoding"}, []string{"Accept-Encoding", "Cookie"}},
+		{"already", []string{"Cookie"}, []string{"Cookie"}},
+		{"already in a list", []string{"Accept-Encoding, cookie"}, []string{"Accept-Encoding, cookie"}},
+		{"star", []string{"*"}, []string{"*"}},
+		{"lookalike", []string{"Cookies, X-Cookie"}, []string{"Cookies, X-Cookie", "Cookie"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			if tt.in != nil {
+				h["Vary"] = slices.Clone(tt.in)
+			}
+			addVaryCookie(h)
+			if got := h.Values("Vary"); !slices.Equal(got, tt.want) {
+				t.Errorf("addVaryCookie(Vary: %q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzSessionCookie checks that sessionCookie never panics on any Cookie
+// headers and returns only IDs that parse, taken from the headers.
+func FuzzSessionCookie(f *testing.F) {
+	f.Add("SESSIONID="+testRandom+".n1.app1", "")
+	f.Add(`a=1; SESSIONID="`+testRandom+`.app1"`, "SESSIONID=x")
+	withNodes := cookieManager(f, Config{Nodes: "n1:127.0.0.1:1", Route: "app1"})
+	without := cookieManager(f, Config{Route: "app1"})
+	f.Fuzz(func(t *testing.T, line1, line2 string) {
+		r := &http.Request{Header: http.Header{"Cookie": {line1, line2}}}
+		for _, m := range []*Manager{withNodes, without} {
+			id := m.sessionCookie(r)
+			if id == "" {
+				continue
+			}
+			if _, ok := parseID(id, m.backup != nil); !ok {
+				t.Fatalf("sessionCookie(%q, %q) = %q, which does not parse", line1, line2, id)
+			}
+			if !strings.Contains(line1, DefaultCookieName+"="+id) && !strings.Contains(line1, DefaultCookieName+`="`+id+`"`) &&
+				!strings.Contains(line2, DefaultCookieName+"="+id) && !strings.Contains(line2, DefaultCookieName+`="`+id+`"`) {
+				t.Fatalf("sessionCookie(%q, %q) = %q, not a cookie value of the request", line1, line2, id)
+			}
+		}
+	})
+}

@@ -1,0 +1,230 @@
+package mcsession
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcsession/mcsession/internal/memcachetest"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	created := time.UnixMilli(1_700_000_000_123)
+	tests := []struct {
+		name    string
+		e       envelope
+		payload []byte
+	}{
+		{"typical", envelope{testRandom + ".n1.app1", created, 30 * time.Minute, 0}, []byte("payload")},
+		{"lifetime", envelope{testRandom + ".n1", created, time.Second, 12 * time.Hour}, []byte{0, 1, 2, 0xff}},
+		{"empty payload", envelope{testRandom + ".n1", created, time.Hour, 0}, nil},
+		{"zero fields", envelope{created: time.UnixMilli(0)}, nil},
+		{"longest timeouts", envelope{testRandom, created, math.MaxInt64, math.MaxInt64}, nil},
+		{"longest ID", envelope{testRandom + "." + strings.Repeat("n", 32) + "." + strings.Repeat("r", MaxRouteLen), created, time.Hour, time.Hour}, []byte("x")},
+		{"payload that looks like an envelope", envelope{testRandom + ".n1", created, time.Hour, 0}, appendEnvelope(nil, envelope{id: "other"}, []byte("inner"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			blob := appendEnvelope([]byte("prefix"), tt.e, tt.payload)
+			if !bytes.HasPrefix(blob, []byte("prefix")) {
+				t.Fatalf("appendEnvelope dropped the bytes it appends to: %q", blob)
+			}
+			got, payload, err := decodeEnvelope(blob[len("prefix"):])
+			if err != nil {
+				t.Fatalf("decodeEnvelope(appendEnvelope(%+v)) error = %v", tt.e, err)
+			}
+			if !sameEnvelope(got, tt.e) || !bytes.Equal(payload, tt.payload) {
+				t.Fatalf("decodeEnvelope(appendEnvelope(%+v, %q)) = %+v, %q", tt.e, tt.payload, got, payload)
+			}
+		})
+	}
+}
+
+// sameEnvelope reports whether a and b are equal at the envelope's
+// millisecond precision.
+func sameEnvelope(a, b envelope) bool {
+	return a.id == b.id && a.created.UnixMilli() == b.created.UnixMilli() &&
+		a.idleTimeout.Milliseconds() == b.idleTimeout.Milliseconds() &&
+		a.lifetime.Milliseconds() == b.lifetime.Milliseconds()
+}
+
+func TestDecodeEnvelopeErrors(t *testing.T) {
+	good := appendEnvelope(nil, envelope{testRandom + ".n1", time.UnixMilli(1e12), time.Hour, 0}, []byte("p"))
+	header := func(fields ...uint64) []byte {
+		b := []byte("MCS\x01")
+		for _, f := range fields {
+			b = binary.AppendUvarint(b, f)
+		}
+		return b
+	}
+	tests := []struct {
+		name string
+		in   []byte
+	}{
+		{"nil", nil},
+		{"empty", []byte{}},
+		{"magic only", []byte("MCS")},
+		{"wrong magic", append([]byte("XYZ"), good[3:]...)},
+		{"gob bytes", []byte{0x0c, 0xff, 0x81, 0x02, 0x01}},
+		{"version 0", append([]byte("MCS\x00"), good[4:]...)},
+		{"version 2", append([]byte("MCS\x02"), good[4:]...)},
+		{"no fields", []byte("MCS\x01")},
+		{"truncated uvarint", []byte("MCS\x01\x80")},
+		{"three fields", header(1, 2, 3)},
+		{"overlong uvarint", append([]byte("MCS\x01"), bytes.Repeat([]byte{0xff}, 11)...)},
+		{"created out of range", header(1<<50+1, 0, 0, 0)},
+		{"idle out of range", header(0, 1<<63, 0, 0)},
+		{"lifetime out of range", header(0, 0, 1<<60, 0)},
+		// Found by FuzzDecodeEnvelope: in range for a time, these wrapped
+		// around to a negative time.Duration.
+		{"idle overflows Duration", header(0, math.MaxInt64/uint64(time.Millisecond)+1, 0, 0)},
+		{"lifetime overflows Duration", header(0, 0, 1<<50, 0)},
+		{"ID longer than blob", header(0, 0, 0, 5)},
+		{"ID longer than maxIDLen", append(header(0, 0, 0, maxIDLen+1), bytes.Repeat([]byte("a"), maxIDLen+1)...)},
+		{"ID length overflows int", header(0, 0, 0, 1<<63)},
+		{"truncated ID", good[:len(good)-3]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, payload, err := decodeEnvelope(tt.in)
+			if !errors.Is(err, errCorrupt) {
+				t.Fatalf("decodeEnvelope(%q) = %+v, %q, %v, want error wrapping errCorrupt", tt.in, e, payload, err)
+			}
+		})
+	}
+}
+
+// FuzzDecodeEnvelope checks that decodeEnvelope never panics on stored
+// bytes, that what it accepts re-encodes to an equal envelope, and that
+// appendEnvelope then decodeEnvelope round-trips every envelope in range.
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add(appendEnvelope(nil, envelope{testRandom + ".n1.app1", time.UnixMilli(1_700_000_000_000), 30 * time.Minute, 0}, []byte("payload")),
+		testRandom+".n1", int64(1_700_000_000_000), int64(1800_000), int64(0), []byte("payload"))
+	f.Add([]byte("MCS\x01\x80"), "", int64(0), int64(0), int64(0), []byte{})
+	f.Fuzz(func(t *testing.T, blob []byte, id string, createdMs, idleMs, lifeMs int64, payload []byte) {
+		// Arbitrary stored bytes.
+		e, rest, err := decodeEnvelope(blob)
+		if err == nil {
+			again, rest2, err := decodeEnvelope(appendEnvelope(nil, e, rest))
+			if err != nil || !sameEnvelope(again, e) || !bytes.Equal(rest2, rest) {
+				t.Fatalf("decodeEnvelope(%q) = %+v, %q; re-encoded it decodes to %+v, %q, %v", blob, e, rest, again, rest2, err)
+			}
+			if len(e.id) > maxIDLen || e.idleTimeout < 0 || e.lifetime < 0 || e.created.UnixMilli() < 0 {
+				t.Fatalf("decodeEnvelope(%q) = %+v, out of range", blob, e)
+			}
+		} else if !errors.Is(err, errCorrupt) {
+			t.Fatalf("decodeEnvelope(%q) error = %v, want errCorrupt", blob, err)
+		}
+
+		// Round trip of an envelope in the range the Manager writes.
+		const maxMillis, maxDurationMillis = 1 << 50, math.MaxInt64 / int64(time.Millisecond)
+		if len(id) > maxIDLen || createdMs < 0 || createdMs > maxMillis || idleMs < 0 || idleMs > maxDurationMillis || lifeMs < 0 || lifeMs > maxDurationMillis {
+			return
+		}
+		in := envelope{id, time.UnixMilli(createdMs), time.Duration(idleMs) * time.Millisecond, time.Duration(lifeMs) * time.Millisecond}
+		out, p, err := decodeEnvelope(appendEnvelope(nil, in, payload))
+		if err != nil || !sameEnvelope(out, in) || !bytes.Equal(p, payload) {
+			t.Fatalf("decodeEnvelope(appendEnvelope(%+v, %q)) = %+v, %q, %v", in, payload, out, p, err)
+		}
+	})
+}
+
+// TestCorruptBlobIsCountedMiss plants blobs under the key of a session
+// whose instance died and checks that a request with its cookie gets a new
+// session, the bad blob counted as a decode error and a miss, while a good
+// blob planted the same way is taken over.
+func TestCorruptBlobIsCountedMiss(t *testing.T) {
+	srv := memcachetest.Start(t)
+	deadID := testRandom + ".n1.dead"
+	otherID := "fedcba9876543210fedcba9876543210.n1.dead"
+	payload, err := GobTranscoder{}.Encode(map[string]any{"a": "planted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(id string) envelope { return envelope{id, time.Now(), time.Hour, 0} }
+	tests := []struct {
+		name    string
+		blob    []byte
+		corrupt bool
+	}{
+		{"good blob", appendEnvelope(nil, env(deadID), payload), false},
+		{"garbage", []byte("\x00\xffthis is not a session\r\nEND\r\n"), true},
+		{"gob payload without envelope", payload, true},
+		{"future format version", append([]byte("MCS\x07"), appendEnvelope(nil, env(deadID), payload)[4:]...), true},
+		{"truncated envelope", appendEnvelope(nil, env(deadID), payload)[:10], true},
+		{"envelope of another ID", appendEnvelope(nil, env(otherID), payload), true},
+		{"envelope without ID", appendEnvelope(nil, env(""), payload), true},
+		{"garbage payload", appendEnvelope(nil, env(deadID), []byte("\x05\x06garbage")), true},
+		{"empty payload", appendEnvelope(nil, env(deadID), nil), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := srv.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			m := newTestManager(t, Config{Nodes: nodesOf(srv), Route: "live"})
+			if err := srv.Set(memcacheKey(DefaultKeyPrefix, deadID), tt.blob, 0); err != nil {
+				t.Fatal(err)
+			}
+			rec, saw := serveProbe(t, m, DefaultCookieName+"="+deadID, "a", true)
+			st := m.Stats()
+			if !tt.corrupt {
+				if saw.isNew || saw.value != "planted" || st.LoadsHit != 1 || st.DecodeErrors != 0 {
+					t.Fatalf("good blob: handler saw %+v, stats %+v; want the planted session", saw, st)
+				}
+				return
+			}
+			if !saw.isNew || saw.value != "" || len(saw.keys) != 0 {
+				t.Errorf("handler saw %+v, want a new empty session", saw)
+			}
+			if st.DecodeErrors != 1 || st.LoadsMiss != 1 || st.LoadsHit != 0 {
+				t.Errorf("Stats() = DecodeErrors %d, LoadsMiss %d, LoadsHit %d, want 1, 1, 0", st.DecodeErrors, st.LoadsMiss, st.LoadsHit)
+			}
+			// The handler set a value: the new session has a new ID.
+			id := setCookieValue(t, rec.Result().Header)
+			if p, ok := parseID(id, true); !ok || p.random == testRandom || p.route != "live" {
+				t.Errorf("new session cookie = %q, want a new ID routed to live", id)
+			}
+		})
+	}
+}
+
+// probeSaw is what probeHandler saw of its session.
+type probeSaw struct {
+	isNew bool
+	id    string
+	keys  []string
+	value string // the string under the probed key
+}
+
+// serveProbe sends one GET through m's middleware with the raw Cookie
+// header cookie (none if empty), to a handler that records what it sees of
+// the session under key and then sets "probe" in it. It bypasses the HTTP
+// client, so the header may hold any bytes.
+func serveProbe(t testing.TB, m *Manager, cookie, key string, set bool) (*httptest.ResponseRecorder, probeSaw) {
+	t.Helper()
+	var saw probeSaw
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := FromContext(r.Context())
+		saw.value, _ = Get[string](s, key)
+		saw.isNew = s.IsNew()
+		saw.id = s.ID()
+		saw.keys = s.Keys()
+		if set {
+			s.Set("probe", "1")
+		}
+	}))
+	req := httptest.NewRequest("GET", "/get?key="+key, nil)
+	if cookie != "" {
+		req.Header["Cookie"] = []string{cookie}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec, saw
+}
