@@ -64,8 +64,11 @@ type Config struct {
 
 	// SyncBackup makes a request that changed its session write it to
 	// memcached before the response starts, bounded by BackupTimeout, so the
-	// client's next request sees the change on any instance. Default: false,
-	// backups are written asynchronously after the request.
+	// client's next request sees the change on any instance. The request
+	// encodes the session itself: if two requests of one session run at once
+	// and one changes a value in place, guard that value with your own lock.
+	// Default: false, backups are written asynchronously after the request,
+	// by workers that wait until no request is using the session.
 	SyncBackup bool
 
 	// BackupTimeout bounds the time one synchronous backup may add to a
@@ -153,9 +156,12 @@ type settings struct {
 // wrong and why.
 func resolve(c Config) (settings, error) {
 	s := settings{Config: c}
+	if _, err := nodespec.Parse(c.Nodes, ""); err != nil {
+		return s, configError("Nodes", err.Error())
+	}
 	nodes, err := nodespec.Parse(c.Nodes, c.FailoverNodes)
 	if err != nil {
-		return s, configError("Nodes/FailoverNodes", err.Error())
+		return s, configError("FailoverNodes", err.Error())
 	}
 	s.nodes = nodes
 	if err := checkRoute(c.Route); err != nil {

@@ -167,8 +167,13 @@ func TestBadCookieCostsNothing(t *testing.T) {
 			if !saw.isNew || saw.id != "" || len(saw.keys) != 0 || saw.value != "" {
 				t.Errorf("GET with Cookie %q: handler saw %+v, want no session", tt.cookie, saw)
 			}
-			if got := rec.Result().Header.Values("Set-Cookie"); len(got) != 0 {
-				t.Errorf("GET with Cookie %q: Set-Cookie %q, want none (nothing was written)", tt.cookie, got)
+			// Nothing was written, so no session cookie; a well-formed ID
+			// of a session that cannot exist (unknown node) is cleared, so
+			// the browser stops sending it.
+			for _, c := range rec.Result().Cookies() {
+				if c.Value != "" || c.MaxAge >= 0 {
+					t.Errorf("GET with Cookie %q: Set-Cookie %q, want none or a removal", tt.cookie, c.String())
+				}
 			}
 		})
 	}
@@ -287,4 +292,34 @@ func FuzzSessionCookie(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestStaleCookieIsCleared pins that a cookie naming a session that is
+// certainly gone is removed, so it costs a memcached get once, not on every
+// request; a session out of reach (node down) keeps its cookie.
+func TestStaleCookieIsCleared(t *testing.T) {
+	servers := memcachetest.StartN(t, 1)
+	in := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", ProbeInterval: time.Hour})
+	br := newBrowser(t)
+	stale := testRandom + ".n1.x"
+	br.setSessionID(in, stale)
+	base := servers[0].Ops(t)
+	br.do(in, "GET", "/get?key=a")
+	if d := opsDelta(t, servers[0], base); d != 1 {
+		t.Fatalf("first request with a stale cookie cost %d memcached operations, want 1 get", d)
+	}
+	if id := br.sessionID(in); id != "" {
+		t.Fatalf("cookie after a miss = %q, want it removed", id)
+	}
+	br.do(in, "GET", "/get?key=a")
+	if d := opsDelta(t, servers[0], base); d != 1 {
+		t.Fatalf("second request cost %d more memcached operations, want 0", d-1)
+	}
+
+	servers[0].Kill()
+	br.setSessionID(in, stale)
+	br.do(in, "GET", "/get?key=a")
+	if id := br.sessionID(in); id != stale {
+		t.Fatalf("cookie after a failed load = %q, want %q kept (the session may come back)", id, stale)
+	}
 }

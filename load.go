@@ -14,20 +14,27 @@ import (
 // of one session share one get. The session is adopted under this
 // instance's route; if that changes its ID, the client gets a new cookie and
 // the copy under the old ID is deleted once the new one is written. It
-// returns nil if the session is not in memcached, has expired, cannot be
-// decoded, or its node cannot be reached.
-func (b *backup) load(id sessionID) *entry {
+// returns no session if it is not in memcached, has expired or cannot be
+// decoded (all three: gone), or if its node cannot be reached.
+func (b *backup) load(id sessionID) loaded {
 	ns := b.nodes.Load()
 	if ns.byID[id.node] == nil {
-		return nil // unknown node: a forged or outdated cookie costs no lookup
+		return loaded{gone: true} // unknown node: a forged or outdated cookie costs no lookup
 	}
-	return b.flights.do(id.random, func() *entry { return b.loadNow(ns, id) })
+	return b.flights.do(id.random, func() loaded { return b.loadNow(ns, id) })
+}
+
+// loaded is the outcome of a load: the session, or whether it is certainly
+// gone (missing, expired or corrupt) rather than out of reach.
+type loaded struct {
+	e    *entry
+	gone bool
 }
 
 // loadNow does the work of load.
-func (b *backup) loadNow(ns *nodeSet, id sessionID) *entry {
+func (b *backup) loadNow(ns *nodeSet, id sessionID) loaded {
 	if e, ok := b.m.sessions.Get(id.random); ok {
-		return e // adopted by a load that finished just before this one began
+		return loaded{e: e} // adopted by a load that finished just before this one began
 	}
 	home := ns.byID[id.node]
 	candidates := []*node{home}
@@ -49,7 +56,7 @@ func (b *backup) loadNow(ns *nodeSet, id sessionID) *entry {
 		case errors.Is(err, memcache.ErrCacheMiss):
 			if n == home {
 				b.m.stats.loadsMiss.Add(1)
-				return nil // the session's own node is authoritative
+				return loaded{gone: true} // the session's own node is authoritative
 			}
 			continue
 		case err != nil:
@@ -69,20 +76,20 @@ func (b *backup) loadNow(ns *nodeSet, id sessionID) *entry {
 			b.m.stats.loadsMiss.Add(1)
 			b.m.logger.warn("decode", "mcsession: stored session cannot be decoded; treated as missing",
 				"node", n.ID, "key", key, "err", err)
-			return nil
+			return loaded{gone: true}
 		}
 		if e == nil {
 			b.m.stats.loadsMiss.Add(1) // expired
-			return nil
+			return loaded{gone: true}
 		}
 		b.m.stats.loadsHit.Add(1)
 		actual, _ := b.m.sessions.LoadOrStore(e.random, e)
-		return actual
+		return loaded{e: actual}
 	}
 	if len(candidates) > 0 {
 		b.m.stats.loadsMiss.Add(1)
 	}
-	return nil
+	return loaded{}
 }
 
 // elsewhere lists the up nodes other than home, where the owner of a
@@ -160,15 +167,15 @@ type flightGroup struct {
 
 type flight struct {
 	done chan struct{}
-	e    *entry
+	res  loaded
 }
 
-func (g *flightGroup) do(key string, fn func() *entry) *entry {
+func (g *flightGroup) do(key string, fn func() loaded) loaded {
 	g.mu.Lock()
 	if f, ok := g.calls[key]; ok {
 		g.mu.Unlock()
 		<-f.done
-		return f.e
+		return f.res
 	}
 	if g.calls == nil {
 		g.calls = make(map[string]*flight)
@@ -183,6 +190,6 @@ func (g *flightGroup) do(key string, fn func() *entry) *entry {
 		g.mu.Unlock()
 		close(f.done)
 	}()
-	f.e = fn()
-	return f.e
+	f.res = fn()
+	return f.res
 }

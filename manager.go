@@ -127,14 +127,16 @@ func (m *Manager) SetNodes(nodes, failover string) error {
 
 // resolve returns the session a request's cookie names, or nil. It looks in
 // process memory first and, on a miss, in memcached (a takeover). A cookie
-// that does not parse is no session: nothing is looked up.
-func (m *Manager) resolve(cookie string) *entry {
+// that does not parse is no session: nothing is looked up. gone reports that
+// the cookie names a session that certainly no longer exists, so the client
+// can be told to drop it; it is false when memcached could not be asked.
+func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 	if cookie == "" {
-		return nil
+		return nil, false
 	}
 	id, ok := parseID(cookie, m.backup != nil)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	now := time.Now()
 	if e, ok := m.sessions.Get(id.random); ok {
@@ -148,15 +150,16 @@ func (m *Manager) resolve(cookie string) *entry {
 		}
 		e.mu.Unlock()
 		if live {
-			return e
+			return e, false
 		}
 		m.expire(e, now)
-		return nil
+		return nil, true
 	}
 	if m.backup == nil {
-		return nil
+		return nil, true
 	}
-	return m.backup.load(id)
+	l := m.backup.load(id)
+	return l.e, l.gone
 }
 
 // create starts a new session and adds it to process memory.

@@ -61,8 +61,8 @@ func (rq *request) beforeResponse() {
 	addVaryCookie(h)
 	e := s.e
 	if e == nil {
-		if s.ended && s.cookie != "" {
-			m.setCookie(h, "")
+		if (s.ended || s.gone) && s.cookie != "" {
+			m.setCookie(h, "") // no lookups for a dead session on later requests
 		}
 		return
 	}

@@ -25,6 +25,7 @@ type Session struct {
 	e        *entry // nil while the request has no session
 	isNew    bool   // the session was created by this request
 	ended    bool   // this request invalidated its session
+	gone     bool   // the cookie names a session that no longer exists
 }
 
 // entry is a session's state, shared by every request that uses it.
@@ -224,7 +225,7 @@ func (s *Session) entryLocked() *entry {
 	if !s.resolved {
 		s.resolved = true
 		if s.w != nil {
-			s.e = s.m.resolve(s.cookie)
+			s.e, s.gone = s.m.resolve(s.cookie)
 			s.e.acquire()
 		}
 	}

@@ -121,7 +121,7 @@ func (s *Server) Flush() error {
 	})
 }
 
-// Keys lists the keys currently stored, sorted, using "lru_crawler metadump
+// Keys lists the keys currently stored, sorted and without duplicates, using "lru_crawler metadump
 // all", which counts as no get and leaves LRU order alone. Expired items are
 // not listed. memcached URL-escapes the names in the dump; Keys returns
 // them decoded. While another crawl is running memcached answers BUSY, and
@@ -145,8 +145,10 @@ func (s *Server) Keys() ([]string, error) {
 			return nil, fmt.Errorf("memcachetest: metadump on %s: %w", s.addr, err)
 		}
 		if !busy {
+			// The crawler walks the LRU segments while items move between
+			// them (hot, warm, cold), so it can list an item twice.
 			slices.Sort(keys)
-			return keys, nil
+			return slices.Compact(keys), nil
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("memcachetest: metadump on %s: crawler busy for %v", s.addr, ioTimeout)
