@@ -30,6 +30,7 @@ type ConfigError struct {
 	Problem string // what is wrong with it
 }
 
+// Error returns "mcsession: invalid Config.<Field>: <Problem>".
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("mcsession: invalid Config.%s: %s", e.Field, e.Problem)
 }
@@ -45,8 +46,10 @@ type NodeError struct {
 	Err  error  // the underlying error
 }
 
+// Error says which operation failed on which node, and why.
 func (e *NodeError) Error() string {
 	return fmt.Sprintf("mcsession: memcached %s on node %s (%s): %v", e.Op, e.Node, e.Addr, e.Err)
 }
 
+// Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e *NodeError) Unwrap() error { return e.Err }
