@@ -51,35 +51,10 @@ func serverOf(t testing.TB, servers []*memcachetest.Server, node string) *memcac
 	return servers[i-1]
 }
 
-// storedValues returns the values of the backup of session id on s, read
-// with a raw get of its key, or false if s does not hold it.
-func storedValues(t testing.TB, s *memcachetest.Server, id string) (map[string]any, bool) {
-	t.Helper()
-	blob, found, err := s.Get(memcacheKey(DefaultKeyPrefix, id))
-	if err != nil {
-		t.Fatalf("raw get of %s on %s: %v", id, s.Addr(), err)
-	}
-	if !found {
-		return nil, false
-	}
-	env, payload, err := decodeEnvelope(blob)
-	if err != nil {
-		t.Fatalf("decodeEnvelope(backup of %s) error = %v", id, err)
-	}
-	if env.id != id {
-		t.Fatalf("backup under the key of %s holds ID %s", id, env.id)
-	}
-	values, err := GobTranscoder{}.Decode(payload)
-	if err != nil {
-		t.Fatalf("Decode(backup of %s) error = %v", id, err)
-	}
-	return values, true
-}
-
 // isStored reports whether s holds the backup of session id.
 func isStored(t testing.TB, s *memcachetest.Server, id string) bool {
 	t.Helper()
-	_, found := storedValues(t, s, id)
+	_, found := storedSession(t, s, id)
 	return found
 }
 
@@ -135,7 +110,7 @@ func newSessionOn(t testing.TB, in *instance, node, key, value string) *browser 
 // string values want.
 func checkStored(t testing.TB, s *memcachetest.Server, id string, want map[string]string) {
 	t.Helper()
-	values, found := storedValues(t, s, id)
+	values, found := storedSession(t, s, id)
 	if !found {
 		t.Fatalf("raw get of the key of %s on %s: not found, want the session's backup", id, s.Addr())
 	}
@@ -403,7 +378,7 @@ func TestFailoverAllNodesDown(t *testing.T) {
 	// No request since the restarts: the retry loop writes the session.
 	eventually(t, 3*time.Second, "active session written again", func() bool {
 		id := localID(a.m, activeRandom)
-		v, ok := storedValues(t, serverOf(t, servers, mustParseID(t, id).node), id)
+		v, ok := storedSession(t, serverOf(t, servers, mustParseID(t, id).node), id)
 		return ok && v["k"] == "v2" && v["k2"] == "w"
 	})
 	waitIdle(t, a.m)
