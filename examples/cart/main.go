@@ -13,9 +13,10 @@
 //	GET  /healthz             200 while the instance serves, 503 once it is draining
 //	GET  /stats               the session manager's statistics as JSON
 //
-// SIGTERM or SIGINT drains the instance: /healthz turns 503, the server stops
-// accepting and finishes its requests, the session manager writes every
-// pending backup, and the process exits 0. SIGKILL is a crash.
+// SIGTERM or SIGINT drains the instance: /healthz turns 503 and, after -drain
+// (1s) for load balancers to notice, the server stops accepting and finishes
+// its requests, the session manager writes every pending backup, and the
+// process exits 0. SIGKILL is a crash.
 package main
 
 import (
@@ -48,6 +49,7 @@ func main() {
 	failover := flag.String("failover", "", "node ids used only when no other node is up")
 	sync := flag.Bool("sync", false, "SyncBackup: store a changed cart before answering")
 	idle := flag.Duration("idle", 30*time.Minute, "session idle timeout")
+	drain := flag.Duration("drain", time.Second, "after SIGTERM, keep serving this long with /healthz failing, so load balancers stop sending requests before the listener closes")
 	flag.Parse()
 	log.SetPrefix(*route + " ")
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
@@ -77,6 +79,11 @@ func main() {
 		<-sig
 		log.Print("draining")
 		a.draining.Store(true)
+		// Load balancers learn from /healthz that this instance is going;
+		// until they do, requests still arrive and are served, each on a
+		// connection closed after its response, so none is sent down a
+		// kept-alive connection the shutdown is about to close.
+		time.Sleep(*drain)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
@@ -122,6 +129,9 @@ func (a *app) routes() http.Handler {
 	sessions := a.m.Middleware(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Route", a.route)
+		if a.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
 		if r.URL.Path == "/healthz" || r.URL.Path == "/stats" {
 			mux.ServeHTTP(w, r) // no session work for probes
 			return
