@@ -1,0 +1,247 @@
+// Command cluster runs a whole shop cluster on this machine and breaks it
+// while 200 simulated shoppers fill their carts, to show that mcsession
+// keeps every cart through instance and memcached crashes.
+//
+//	go run ./examples/cluster            # the scenario, with SyncBackup: no cart may lose anything
+//	go run ./examples/cluster -async     # the same with async backup: reports what the crash window cost
+//	go run ./examples/cluster -serve     # keep the cluster up for a browser at http://127.0.0.1:8080/
+//
+// It starts two memcached nodes (the real memcached when it is installed,
+// otherwise an embedded server speaking its protocol), three instances of
+// examples/cart as subprocesses (so a crash is a real SIGKILL), and a demo
+// sticky load balancer in front. Every process it starts it stops, also on
+// Ctrl-C and on failure.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	var o options
+	flag.IntVar(&o.shoppers, "shoppers", 200, "simulated shoppers")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "traffic time in all, split over the 5 steps")
+	flag.DurationVar(&o.think, "think", 100*time.Millisecond, "mean pause between a shopper's additions")
+	flag.BoolVar(&o.async, "async", false, "asynchronous backup instead of SyncBackup")
+	flag.BoolVar(&o.serve, "serve", false, "start the cluster and keep it up for a browser (no scenario)")
+	flag.BoolVar(&o.embedded, "embedded", false, "use the embedded memcached even if memcached is installed")
+	flag.IntVar(&o.port, "port", 0, "balancer port; instances use the next 3, memcached port+3131 and +3132 (default: free ports; 8080 with -serve)")
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+	if o.serve && o.port == 0 {
+		o.port = 8080
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, o)
+	if err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	shoppers        int
+	duration, think time.Duration
+	async, serve    bool
+	embedded        bool
+	port            int
+}
+
+// cluster is everything the demo started; close stops all of it.
+type cluster struct {
+	opts     options
+	bin      string // the cart binary
+	logDir   string
+	keepLogs bool // a failure: leave logDir for a person to read
+	nodes    []*cacheNode
+	nodeList string // Config.Nodes for the instances
+	lb       *balancer
+	lbURL    string
+	lbServer *http.Server
+	stopLB   context.CancelFunc
+
+	// mu guards instances and stats.
+	mu        sync.Mutex
+	instances map[string]*instance
+	stats     map[*process]instanceStats // last statistics seen of every process
+}
+
+func run(ctx context.Context, o options) error {
+	dir, err := os.MkdirTemp("", "mcsession-cluster-")
+	if err != nil {
+		return err
+	}
+	c := &cluster{opts: o, logDir: dir, instances: make(map[string]*instance), stats: make(map[*process]instanceStats)}
+	defer c.close()
+	if err := c.start(ctx); err != nil {
+		return err
+	}
+	if o.serve {
+		c.printServe()
+		<-ctx.Done()
+		fmt.Println("\nstopping")
+		return nil
+	}
+	err = c.scenario(ctx)
+	if err != nil {
+		fmt.Printf("instance logs kept in %s\n", dir)
+		c.keepLogs = true
+	}
+	return err
+}
+
+// start builds the cart and starts memcached, the instances and the
+// balancer.
+func (c *cluster) start(ctx context.Context) error {
+	fmt.Println("building examples/cart ...")
+	bin, err := buildCart(ctx, c.logDir)
+	if err != nil {
+		return err
+	}
+	c.bin = bin
+
+	memcached := ""
+	if !c.opts.embedded {
+		memcached, _ = exec.LookPath("memcached")
+	}
+	var specs []string
+	for i, id := range []string{"n1", "n2"} {
+		addr, err := c.addr(3131 + i)
+		if err != nil {
+			return err
+		}
+		n, err := startCacheNode(id, addr, memcached)
+		if err != nil {
+			return err
+		}
+		c.nodes = append(c.nodes, n)
+		specs = append(specs, id+":"+addr)
+	}
+	c.nodeList = strings.Join(specs, " ")
+	if memcached != "" {
+		fmt.Printf("memcached: the real one, %s (nodes %s)\n", memcached, c.nodeList)
+	} else {
+		fmt.Printf("memcached: embedded in-process server (memcached not found in PATH; apt-get install memcached for the real one) (nodes %s)\n", c.nodeList)
+	}
+
+	c.lb = newBalancer("SESSIONID")
+	for i, route := range []string{"app1", "app2", "app3"} {
+		addr, err := c.addr(1 + i)
+		if err != nil {
+			return err
+		}
+		if err := c.startInstance(route, addr); err != nil {
+			return err
+		}
+		c.lb.add(route, addr)
+	}
+	lbAddr, err := c.addr(0)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", lbAddr)
+	if err != nil {
+		return err
+	}
+	c.lbURL = "http://" + lbAddr
+	c.lbServer = &http.Server{Handler: c.lb}
+	go c.lbServer.Serve(ln)
+	lbCtx, cancel := context.WithCancel(context.Background())
+	c.stopLB = cancel
+	go c.lb.checkLoop(lbCtx, 200*time.Millisecond)
+	mode := "SyncBackup"
+	if c.opts.async {
+		mode = "async backup"
+	}
+	fmt.Printf("instances: app1, app2, app3 (examples/cart, %s); demo balancer (not a product) on %s\n", mode, c.lbURL)
+	return nil
+}
+
+// addr returns the address for the component at offset from the base port.
+func (c *cluster) addr(offset int) (string, error) {
+	if c.opts.port == 0 {
+		return addrAt(0)
+	}
+	return addrAt(c.opts.port + offset)
+}
+
+func (c *cluster) startInstance(route, addr string) error {
+	in, err := startInstance(c.bin, route, addr, c.nodeList, !c.opts.async, c.logDir)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.instances[route] = in
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *cluster) instance(route string) *instance {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.instances[route]
+}
+
+// close stops everything: instances gracefully (then killed), memcached,
+// the balancer. It is safe after a partial start.
+func (c *cluster) close() {
+	if c.stopLB != nil {
+		c.stopLB() // no health checks of instances being stopped
+	}
+	c.mu.Lock()
+	instances := c.instances
+	c.instances = nil
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, in := range instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.proc.stop(5 * time.Second)
+		}()
+	}
+	wg.Wait()
+	for _, n := range c.nodes {
+		n.crash()
+	}
+	if c.lbServer != nil {
+		c.lbServer.Close()
+	}
+	if !c.keepLogs {
+		os.RemoveAll(c.logDir)
+	}
+}
+
+func (c *cluster) printServe() {
+	fmt.Printf("\nThe shop: %s/  (through the demo balancer)\n\n", c.lbURL)
+	for _, route := range []string{"app1", "app2", "app3"} {
+		in := c.instance(route)
+		fmt.Printf("  instance %s  http://%s/  pid %d   crash it: kill -9 %d\n", route, in.addr, in.proc.pid(), in.proc.pid())
+	}
+	for _, n := range c.nodes {
+		if n.proc != nil {
+			fmt.Printf("  memcached %s  %s  pid %d   crash it: kill -9 %d\n", n.id, n.addr, n.proc.pid(), n.proc.pid())
+		} else {
+			fmt.Printf("  memcached %s  %s  (embedded: install memcached to crash nodes by hand)\n", n.id, n.addr)
+		}
+	}
+	fmt.Println("\nAdd items, crash the instance named at the top of the page, reload: the cart is still there.")
+	fmt.Println("Ctrl-C stops everything.")
+}
+
+// errStopped reports that the scenario was interrupted.
+var errStopped = errors.New("interrupted")
