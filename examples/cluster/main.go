@@ -97,7 +97,7 @@ func run(ctx context.Context, o options) error {
 		return nil
 	}
 	err = c.scenario(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, errStopped) {
 		fmt.Printf("instance logs kept in %s\n", dir)
 		c.keepLogs = true
 	}

@@ -19,7 +19,7 @@ import (
 // embedded server when the binary is not installed.
 type cacheNode struct {
 	id, addr string
-	proc     *process              // real memcached
+	proc     *process               // real memcached
 	embedded *memcacheserver.Server // embedded server
 }
 

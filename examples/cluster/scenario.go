@@ -57,6 +57,9 @@ func (c *cluster) scenario(ctx context.Context) error {
 		if err := c.runStep(ctx, st, per, shoppers, t); err != nil {
 			return err
 		}
+		if ctx.Err() != nil {
+			return errStopped
+		}
 		v := check(shoppers)
 		added += int(t.adds.Load())
 		lostTotal += v.lost
