@@ -1,0 +1,309 @@
+package haproxy
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcsession/mcsession/internal/memcachetest"
+)
+
+// startTimeout bounds the start of one process, until it serves.
+const startTimeout = 10 * time.Second
+
+// The addresses in haproxy.cfg that the tests replace with free ports.
+const (
+	cfgFrontend = "127.0.0.1:8080"
+	cfgStats    = "127.0.0.1:8404"
+)
+
+// cfgServers are the addresses of app1, app2, app3 in haproxy.cfg.
+var cfgServers = []string{"127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"}
+
+// proc is a child process whose output is kept. It is killed when the test
+// ends.
+type proc struct {
+	name      string
+	addr      string // where it serves
+	statsAddr string // HAProxy only: its stats page
+	cmd       *exec.Cmd
+	out       *syncBuffer
+	done      chan struct{} // closed once the process has been reaped
+}
+
+// startProc starts bin and registers a t.Cleanup that kills it.
+func startProc(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout = p.out
+	p.cmd.Stderr = p.out
+	p.cmd.SysProcAttr = sysProcAttr()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.cmd.Wait() // the exit status of a killed process says nothing new
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.kill(t) })
+	return p
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL and waits until the process is reaped.
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	if p.exited() {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL) // fails only if it has just exited
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s (pid %d) did not exit 10s after SIGKILL", p.name, p.cmd.Process.Pid)
+	}
+}
+
+// waitFor polls ready until it returns nil, the process exits, or the
+// start timeout passes.
+func (p *proc) waitFor(ready func() error) error {
+	deadline := time.Now().Add(startTimeout)
+	for {
+		err := ready()
+		if err == nil {
+			return nil
+		}
+		if p.exited() {
+			return errExited
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %v: %w", p.name, startTimeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var errExited = errors.New("exited")
+
+// startCart starts one cart instance on a free port and waits until it
+// serves. A port taken by another process between choosing and binding it
+// makes the instance exit; another port is tried.
+func startCart(t *testing.T, bin, route, nodes string) *proc {
+	t.Helper()
+	for try := 1; ; try++ {
+		addr := freeAddr(t)
+		p := startProc(t, route, bin, "-listen", addr, "-route", route, "-nodes", nodes, "-sync")
+		p.addr = addr
+		err := p.waitFor(func() error { return getOK("http://" + addr + "/healthz") })
+		if err == nil {
+			return p
+		}
+		if !errors.Is(err, errExited) || !strings.Contains(p.out.String(), "address already in use") || try == 5 {
+			t.Fatalf("cart %s on %s: %v; output:\n%s", route, addr, err, p.out)
+		}
+	}
+}
+
+// startHAProxy runs HAProxy with the shipped haproxy.cfg, its addresses
+// replaced by free ports and cartAddrs, and waits until its health checks
+// have found every instance up.
+func startHAProxy(t *testing.T, bin string, cartAddrs []string) *proc {
+	t.Helper()
+	shipped, err := os.ReadFile("haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range append([]string{cfgFrontend, cfgStats}, cfgServers...) {
+		if !bytes.Contains(shipped, []byte(addr)) {
+			t.Fatalf("haproxy.cfg does not contain %s; update the test with the file", addr)
+		}
+	}
+	for try := 1; ; try++ {
+		frontend, stats := freeAddr(t), freeAddr(t)
+		pairs := []string{cfgFrontend, frontend, cfgStats, stats}
+		for i, addr := range cfgServers {
+			pairs = append(pairs, addr, cartAddrs[i])
+		}
+		cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+		if err := os.WriteFile(cfg, []byte(strings.NewReplacer(pairs...).Replace(string(shipped))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := startProc(t, "haproxy", bin, "-db", "-f", cfg)
+		p.addr, p.statsAddr = frontend, stats
+		err := p.waitFor(func() error { return serversUp(stats) })
+		if err == nil {
+			return p
+		}
+		if !errors.Is(err, errExited) || !strings.Contains(p.out.String(), "annot bind") || try == 5 {
+			t.Fatalf("haproxy: %v; output:\n%s", err, p.out)
+		}
+	}
+}
+
+// serversUp returns nil once the stats page shows every server UP after a
+// passed check.
+func serversUp(statsAddr string) error {
+	rows, err := readStats(statsAddr)
+	if err != nil {
+		return err
+	}
+	up := 0
+	for _, r := range rows {
+		if r["pxname"] == "carts" && slices.Contains(routes, r["svname"]) {
+			if r["status"] != "UP" || r["check_status"] != "L7OK" {
+				return fmt.Errorf("server %s is %s, last check %s", r["svname"], r["status"], r["check_status"])
+			}
+			up++
+		}
+	}
+	if up != len(routes) {
+		return fmt.Errorf("%d servers in the stats, want %d", up, len(routes))
+	}
+	return nil
+}
+
+// readStats reads HAProxy's stats page as CSV, one map per row.
+func readStats(statsAddr string) ([]map[string]string, error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + statsAddr + "/;csv")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("stats page: status %d", resp.StatusCode)
+	}
+	r := csv.NewReader(resp.Body)
+	r.FieldsPerRecord = -1
+	records, err := r.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("stats page: %w", err)
+	}
+	if len(records) == 0 || len(records[0]) == 0 {
+		return nil, errors.New("stats page: empty")
+	}
+	header := records[0]
+	header[0] = strings.TrimPrefix(header[0], "# ")
+	var rows []map[string]string
+	for _, rec := range records[1:] {
+		row := make(map[string]string)
+		for i, v := range rec {
+			if i < len(header) {
+				row[header[i]] = v
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+// getOK returns nil if GET url answers 200.
+func getOK(url string) error {
+	client := &http.Client{Timeout: time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
+// haproxyBinary finds HAProxy: in PATH, or in the sbin directories that a
+// non-root PATH often lacks. Without it the test is skipped, unless
+// MCSESSION_REQUIRE_MEMCACHED=1 (CI), which makes it a failure.
+func haproxyBinary(t *testing.T) string {
+	t.Helper()
+	if path, err := exec.LookPath("haproxy"); err == nil {
+		return path
+	}
+	for _, path := range []string{"/usr/sbin/haproxy", "/usr/local/sbin/haproxy"} {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return path
+		}
+	}
+	msg := "haproxy not found in PATH, /usr/sbin or /usr/local/sbin; install it (apt-get install haproxy)"
+	if os.Getenv(memcachetest.EnvRequire) == "1" {
+		t.Fatalf("%s; %s=1 makes this a failure", msg, memcachetest.EnvRequire)
+	}
+	t.Skipf("%s or this test is skipped; set %s=1 to make this a failure", msg, memcachetest.EnvRequire)
+	return ""
+}
+
+// buildCart builds examples/cart into a temporary directory.
+func buildCart(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go command not found to build examples/cart: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "cart")
+	out, err := exec.Command(goTool, "build", "-o", bin, "github.com/mcsession/mcsession/examples/cart").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build examples/cart: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("pick a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// syncBuffer collects a process's output; it may be read while the process
+// still writes.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
