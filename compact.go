@@ -1,0 +1,244 @@
+package mcsession
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"slices"
+	"time"
+)
+
+// The compact encoding is GobTranscoder's fast path for sessions whose
+// values all have common plain types. encoding/gob writes a type
+// description into every session it encodes and decodes through
+// reflection: about 5 µs and 30 allocations to encode a three-item cart,
+// 20 µs to decode it. The compact form is a few hundred nanoseconds, and a
+// session is written after every request that changes it.
+//
+//	0x00                        marker: a gob stream never starts with 0
+//	uvarint count
+//	count x (uvarint len, key, tag byte, value), keys in order
+//
+// Values by tag: strings and []byte as uvarint length and bytes; bool as
+// one byte; signed integers as varint, unsigned as uvarint; float64 as 8
+// bytes; []string and map[string]string (keys in order) as a uvarint count
+// of strings; time.Time as its MarshalBinary form, length-prefixed.
+const compactMarker = 0x00
+
+const (
+	tagString byte = iota + 1
+	tagBytes
+	tagBool
+	tagInt
+	tagInt64
+	tagInt32
+	tagUint
+	tagUint64
+	tagFloat64
+	tagStrings
+	tagStringMap
+	tagTime
+)
+
+// checkCount bounds counts read from a blob, so corrupt data cannot make
+// the decoder allocate without limit: no count can exceed the bytes that
+// remain, as every counted thing takes at least one byte.
+func checkCount(n uint64, rest []byte) bool { return n <= uint64(len(rest)) }
+
+// appendCompact encodes values in the compact form, or reports false if a
+// value has a type it does not cover.
+func appendCompact(b []byte, values map[string]any) ([]byte, bool) {
+	b = append(b, compactMarker)
+	b = binary.AppendUvarint(b, uint64(len(values)))
+	keys := sortedKeys(values)
+	for _, k := range keys {
+		b = appendString(b, k)
+		switch v := values[k].(type) {
+		case string:
+			b = appendString(append(b, tagString), v)
+		case []byte:
+			b = appendString(append(b, tagBytes), string(v))
+		case bool:
+			x := byte(0)
+			if v {
+				x = 1
+			}
+			b = append(b, tagBool, x)
+		case int:
+			b = binary.AppendVarint(append(b, tagInt), int64(v))
+		case int64:
+			b = binary.AppendVarint(append(b, tagInt64), v)
+		case int32:
+			b = binary.AppendVarint(append(b, tagInt32), int64(v))
+		case uint:
+			b = binary.AppendUvarint(append(b, tagUint), uint64(v))
+		case uint64:
+			b = binary.AppendUvarint(append(b, tagUint64), v)
+		case float64:
+			b = binary.LittleEndian.AppendUint64(append(b, tagFloat64), math.Float64bits(v))
+		case []string: // nil comes back empty
+			b = binary.AppendUvarint(append(b, tagStrings), uint64(len(v)))
+			for _, s := range v {
+				b = appendString(b, s)
+			}
+		case map[string]string: // nil comes back empty
+			b = binary.AppendUvarint(append(b, tagStringMap), uint64(len(v)))
+			mk := make([]string, 0, len(v))
+			for k := range v {
+				mk = append(mk, k)
+			}
+			slices.Sort(mk)
+			for _, k := range mk {
+				b = appendString(appendString(b, k), v[k])
+			}
+		case time.Time:
+			t, err := v.MarshalBinary()
+			if err != nil {
+				return nil, false
+			}
+			b = appendString(append(b, tagTime), string(t))
+		default:
+			return nil, false
+		}
+	}
+	return b, true
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+var errCompact = errors.New("corrupt compact session encoding")
+
+// decodeCompact decodes the compact form. It never panics and allocates no
+// more than the input's size allows.
+func decodeCompact(b []byte) (map[string]any, error) {
+	d := compactDecoder{b: b[1:]}
+	n := d.count()
+	values := make(map[string]any, min(n, 64))
+	for range n {
+		k := d.string()
+		if d.err != nil || len(d.b) == 0 {
+			return nil, errCompact
+		}
+		tag := d.b[0]
+		d.b = d.b[1:]
+		var v any
+		switch tag {
+		case tagString:
+			v = d.string()
+		case tagBytes:
+			v = []byte(d.string())
+		case tagBool:
+			if len(d.b) == 0 || d.b[0] > 1 {
+				return nil, errCompact
+			}
+			v, d.b = d.b[0] == 1, d.b[1:]
+		case tagInt:
+			v = int(d.varint())
+		case tagInt64:
+			v = d.varint()
+		case tagInt32:
+			x := d.varint()
+			if x != int64(int32(x)) {
+				return nil, errCompact
+			}
+			v = int32(x)
+		case tagUint:
+			v = uint(d.uvarint())
+		case tagUint64:
+			v = d.uvarint()
+		case tagFloat64:
+			if len(d.b) < 8 {
+				return nil, errCompact
+			}
+			v, d.b = math.Float64frombits(binary.LittleEndian.Uint64(d.b)), d.b[8:]
+		case tagStrings:
+			c := d.count()
+			s := make([]string, 0, c)
+			for range c {
+				s = append(s, d.string())
+			}
+			v = s
+		case tagStringMap:
+			c := d.count()
+			m := make(map[string]string, min(c, 64))
+			for range c {
+				mk := d.string()
+				m[mk] = d.string()
+			}
+			v = m
+		case tagTime:
+			var t time.Time
+			if err := t.UnmarshalBinary([]byte(d.string())); err != nil {
+				return nil, errCompact
+			}
+			v = t
+		default:
+			return nil, errCompact
+		}
+		if d.err != nil {
+			return nil, errCompact
+		}
+		values[k] = v
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return nil, errCompact
+	}
+	return values, nil
+}
+
+// compactDecoder reads the compact form; the first error sticks.
+type compactDecoder struct {
+	b   []byte
+	err error
+}
+
+func (d *compactDecoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errCompact
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *compactDecoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errCompact
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a count of things that each take at least one byte.
+func (d *compactDecoder) count() int {
+	n := d.uvarint()
+	if d.err == nil && !checkCount(n, d.b) {
+		d.err = errCompact
+	}
+	if d.err != nil {
+		return 0
+	}
+	return int(n)
+}
+
+func (d *compactDecoder) string() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.err = errCompact
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}

@@ -1,0 +1,99 @@
+package mcsession
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCompactRoundTrip(t *testing.T) {
+	when := time.Date(2026, 11, 21, 12, 0, 0, 123, time.FixedZone("X", 3600))
+	values := map[string]any{
+		"s": "text", "empty": "", "b": []byte{0, 1, 2}, "t": true, "f": false,
+		"i": -42, "i64": int64(1 << 40), "i32": int32(-7), "u": uint(7), "u64": uint64(1 << 63),
+		"fl": 3.25, "ss": []string{"a", "", "c"}, "ss0": []string{},
+		"m": map[string]string{"z": "1", "a": "2"}, "when": when,
+	}
+	b, err := GobTranscoder{}.Encode(values)
+	if err != nil {
+		t.Fatalf("Encode() error = %v", err)
+	}
+	if b[0] != compactMarker {
+		t.Fatalf("Encode(plain values)[0] = %#x, want the compact marker", b[0])
+	}
+	got, err := GobTranscoder{}.Decode(b)
+	if err != nil {
+		t.Fatalf("Decode(Encode()) error = %v", err)
+	}
+	if !when.Equal(got["when"].(time.Time)) {
+		t.Errorf("when = %v, want %v", got["when"], when)
+	}
+	delete(got, "when")
+	delete(values, "when")
+	if !reflect.DeepEqual(got, values) {
+		t.Errorf("Decode(Encode(v)) = %#v, want %#v", got, values)
+	}
+	again, _ := GobTranscoder{}.Encode(got)
+	b2, _ := GobTranscoder{}.Encode(values)
+	if string(again) != string(b2) {
+		t.Errorf("encoding is not deterministic")
+	}
+}
+
+func TestCompactFallsBackToGob(t *testing.T) {
+	for name, v := range map[string]any{
+		"struct pointer": &cart{Items: []string{"x"}},
+		"[]int":          []int{1},
+	} {
+		b, err := GobTranscoder{}.Encode(map[string]any{"k": v, "s": "x"})
+		if err != nil {
+			t.Fatalf("%s: Encode() error = %v", name, err)
+		}
+		if b[0] == compactMarker {
+			t.Errorf("%s: Encode() used the compact form for %T", name, v)
+		}
+		got, err := GobTranscoder{}.Decode(b)
+		if err != nil || got["s"] != "x" {
+			t.Errorf("%s: Decode() = %v, %v", name, got, err)
+		}
+	}
+}
+
+func TestCompactRejectsCorruption(t *testing.T) {
+	good, _ := GobTranscoder{}.Encode(map[string]any{"cart": []string{"a", "b"}, "n": 3})
+	for i := 1; i < len(good); i++ {
+		if _, err := decodeCompact(good[:i]); err == nil {
+			t.Errorf("decodeCompact(truncated to %d of %d bytes) = nil error", i, len(good))
+		}
+	}
+	for _, bad := range []string{
+		"\x00\xff\xff\xff\xff\x0f",              // a count far beyond the input
+		"\x00\x01\x01k\x63",                     // unknown tag
+		"\x00\x01\x01k\x03\x02",                 // bool that is not 0 or 1
+		"\x00\x01\x01k\x01\x05ab",               // string longer than the rest
+		"\x00\x01\x01k\x01\x01a" + "extra",      // trailing bytes
+		"\x00\x01\x01k\x06\xff\xff\xff\xff\x1f", // int32 out of range
+		"\x00\x01\x01k\x0c\x01x",                // bad time
+	} {
+		if _, err := decodeCompact([]byte(bad)); err == nil {
+			t.Errorf("decodeCompact(%q) = nil error", bad)
+		}
+	}
+}
+
+func BenchmarkTranscoderCart(b *testing.B) {
+	cart := map[string]any{"cart": []string{strings.Repeat("x", 64), strings.Repeat("y", 64), strings.Repeat("z", 64)}}
+	gobOnly := map[string]any{"cart": &cart}
+	for _, tc := range []struct {
+		name   string
+		values map[string]any
+	}{{"compact", cart}, {"gob", gobOnly}} {
+		b.Run(tc.name+"/encode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				GobTranscoder{}.Encode(tc.values)
+			}
+		})
+	}
+}
