@@ -125,9 +125,10 @@ func (m *Manager) SetNodes(nodes, failover string) error {
 	return nil
 }
 
-// resolve returns the session a request's cookie names, or nil. It looks in
-// process memory first and, on a miss, in memcached (a takeover). A cookie
-// that does not parse is no session: nothing is looked up. gone reports that
+// resolve returns the session a request's cookie names, or nil, acquired
+// for the request (see entry.acquire). It looks in process memory first and,
+// on a miss, in memcached (a takeover). A cookie that does not parse is no
+// session: nothing is looked up. gone reports that
 // the cookie names a session that certainly no longer exists, so the client
 // can be told to drop it; it is false when memcached could not be asked.
 func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
@@ -144,6 +145,7 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 		live := !e.removed && !m.expiredLocked(e, now)
 		if live {
 			e.lastAccess = now
+			e.active++ // acquired, under the lock already held
 			if m.backup != nil {
 				m.backup.placeLocked(e)
 			}
@@ -159,6 +161,7 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 		return nil, true
 	}
 	l := m.backup.load(id)
+	l.e.acquire()
 	return l.e, l.gone
 }
 

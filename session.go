@@ -226,7 +226,6 @@ func (s *Session) entryLocked() *entry {
 		s.resolved = true
 		if s.w != nil {
 			s.e, s.gone = s.m.resolve(s.cookie)
-			s.e.acquire()
 		}
 	}
 	return s.e
