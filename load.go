@@ -133,7 +133,6 @@ func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, 
 		values = make(map[string]any)
 	}
 	e := &entry{
-		random:     id.random,
 		node:       n.ID,
 		values:     values,
 		created:    env.created,
@@ -142,7 +141,9 @@ func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, 
 		storedNode: n.ID,
 		storedKey:  key,
 	}
-	e.id = sessionID{id.random, n.ID, b.m.cfg.Route}.String()
+	// The ID is built afresh: id's parts are substrings of the request's
+	// Cookie header, which the session must not keep alive.
+	e.setID(sessionID{id.random, n.ID, b.m.cfg.Route})
 	if e.id != id.String() {
 		// Stored under another ID: write it under ours (the next backup
 		// does, and deletes the old key).

@@ -169,16 +169,16 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 func (m *Manager) create() *entry {
 	now := time.Now()
 	e := &entry{
-		random:     newRandom(),
 		values:     make(map[string]any),
 		created:    now,
 		lastAccess: now,
 		dirty:      true,
 	}
+	id := sessionID{random: newRandom(), route: m.cfg.Route}
 	if m.backup != nil {
-		e.node = m.backup.nodes.Load().pick(e.random).ID
+		id.node = m.backup.nodes.Load().pick(id.random).ID
 	}
-	e.id = sessionID{e.random, e.node, m.cfg.Route}.String()
+	e.setID(id)
 	m.sessions.Set(e.random, e)
 	m.stats.created.Add(1)
 	return e
@@ -188,8 +188,7 @@ func (m *Manager) create() *entry {
 func (m *Manager) renew(e *entry) {
 	e.mu.Lock()
 	old := e.random
-	e.random = newRandom()
-	e.id = sessionID{e.random, e.node, m.cfg.Route}.String()
+	e.setID(sessionID{newRandom(), e.node, m.cfg.Route})
 	e.dirty = true
 	e.mu.Unlock()
 	m.sessions.Set(e.random, e)

@@ -216,8 +216,7 @@ func (b *backup) placeLocked(e *entry) bool {
 	if target == cur || !target.up.Load() {
 		return false
 	}
-	e.node = target.ID
-	e.id = sessionID{e.random, e.node, b.m.cfg.Route}.String()
+	e.setID(sessionID{e.random, target.ID, b.m.cfg.Route})
 	e.dirty = true
 	b.m.stats.relocations.Add(1)
 	return true

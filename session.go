@@ -41,9 +41,9 @@ type entry struct {
 
 	// mu guards the fields below.
 	mu          sync.Mutex
-	random      string // the ID's random part: the local map's key
-	node        string // the ID's node part; "" without memcached
-	id          string // the whole current ID
+	random      string // the ID's random part, the local map's key (set by setID)
+	node        string // the ID's node part; "" without memcached (set by setID)
+	id          string // the whole current ID (set by setID)
 	values      map[string]any
 	created     time.Time
 	lastAccess  time.Time
@@ -265,4 +265,14 @@ func (e *entry) release() {
 	e.mu.Lock()
 	e.active--
 	e.mu.Unlock()
+}
+
+// setID sets e's ID and its parts. The random part is a substring of the ID,
+// so a session holds its ID's bytes once.
+func (e *entry) setID(id sessionID) {
+	e.id = id.String()
+	e.random, e.node = e.id[:randomLen], id.node
+	if e.node != "" {
+		e.node = e.id[randomLen+1 : randomLen+1+len(id.node)]
+	}
 }
