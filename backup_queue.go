@@ -217,6 +217,58 @@ func retryable(err error) bool {
 	return err != nil && !errors.As(err, &p)
 }
 
+// checkInPlaceLocked settles, on the request's goroutine, whether a session
+// whose only possible change is a value changed in place (a mutable value
+// was read) differs from its backup. Most reads change nothing; encoding
+// here (a few hundred nanoseconds for a small session) is far cheaper than
+// queueing the session for a worker that would encode it anyway. Unchanged:
+// the read is forgotten. Changed: the session is marked dirty and stored
+// as usual. It is called with e.mu held by the last request to release e,
+// so no handler can be changing a value meanwhile. It gives up, leaving the
+// session to the queue, if a write of it is in flight (its hash is about to
+// change) or it was never stored.
+func (b *backup) checkInPlaceLocked(e *entry) {
+	if !e.writeMu.TryLock() {
+		return
+	}
+	defer e.writeMu.Unlock()
+	if e.storedKey == "" || e.unstorable {
+		return
+	}
+	h, err := b.m.valuesHash(e.values)
+	if err != nil {
+		return // the worker reports it
+	}
+	if h == e.storedHash {
+		e.readMutable = false
+		b.m.stats.backupsSkipped.Add(1)
+		return
+	}
+	e.dirty = true
+}
+
+// keyLocked returns the memcached key of e's current ID, derived once per
+// ID: a SHA-256 is not free, and a session is stored many times.
+func (b *backup) keyLocked(e *entry) string {
+	if e.keyOf != e.id {
+		e.key, e.keyOf = memcacheKey(b.m.cfg.KeyPrefix, e.id), e.id
+	}
+	return e.key
+}
+
+// valuesHash identifies the state of a session's values: their fingerprint
+// when they are plain values, else a hash of their encoding.
+func (m *Manager) valuesHash(values map[string]any) (uint64, error) {
+	if h, ok := fingerprint(m.seed, values); ok {
+		return h, nil
+	}
+	payload, err := m.cfg.Transcoder.Encode(values)
+	if err != nil {
+		return 0, err
+	}
+	return maphash.Bytes(m.seed, payload), nil
+}
+
 // errBusy defers an asynchronous write of a session that a request is
 // using: the request may be changing one of its values in place, and
 // encoding the value meanwhile would race with it. The request queues the
@@ -260,7 +312,7 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 		return ErrNoNodeUp
 	}
 	id := e.id
-	key := memcacheKey(b.m.cfg.KeyPrefix, id)
+	key := b.keyLocked(e)
 	moved := key != e.storedKey && !e.unstorable
 	write := e.dirty || e.readMutable || moved
 	mustWrite := e.dirty || moved
@@ -294,6 +346,13 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 	}
 	// Encode under e.mu: no request can reach the values meanwhile, and
 	// none holds one (e.active), so values changed in place are read whole.
+	hash, plain := fingerprint(b.m.seed, e.values)
+	if plain && !mustWrite && (hash == e.storedHash || hash == e.rejected) {
+		e.readMutable = false
+		e.mu.Unlock()
+		b.m.stats.backupsSkipped.Add(1)
+		return nil
+	}
 	payload, err := b.m.cfg.Transcoder.Encode(e.values)
 	e.dirty, e.readMutable = false, false
 	env := envelope{id: id, created: e.created, idleTimeout: b.m.cfg.IdleTimeout, lifetime: b.m.cfg.Lifetime}
@@ -305,7 +364,9 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 		b.setUnstorable(e, true)
 		return errPermanent{fmt.Errorf("mcsession: encode session: %w", err)}
 	}
-	hash := maphash.Bytes(b.m.seed, payload)
+	if !plain {
+		hash = maphash.Bytes(b.m.seed, payload)
+	}
 	if !mustWrite && (hash == e.storedHash || hash == e.rejected) {
 		b.m.stats.backupsSkipped.Add(1)
 		return nil

@@ -3,6 +3,7 @@ package mcsession
 import (
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"math"
 	"slices"
 	"time"
@@ -241,4 +242,93 @@ func (d *compactDecoder) string() string {
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
+}
+
+// fingerprint hashes values without encoding them, for the sessions the
+// compact form covers: checking whether a session read through a mutable
+// value still matches its backup then costs a hash over the values, with no
+// allocation. It reports false for other sessions, whose encoded bytes are
+// hashed instead. Keys are combined by addition, so no sorting is needed;
+// each key's hash covers the key, the value's type and the value.
+func fingerprint(seed maphash.Seed, values map[string]any) (uint64, bool) {
+	var sum uint64
+	var h maphash.Hash
+	h.SetSeed(seed)
+	var buf [8]byte
+	putInt := func(v uint64) {
+		binary.LittleEndian.PutUint64(buf[:], v)
+		h.Write(buf[:])
+	}
+	putString := func(s string) {
+		putInt(uint64(len(s)))
+		h.WriteString(s)
+	}
+	for k, v := range values {
+		h.Reset()
+		putString(k)
+		switch v := v.(type) {
+		case string:
+			h.WriteByte(tagString)
+			putString(v)
+		case []byte:
+			h.WriteByte(tagBytes)
+			putInt(uint64(len(v)))
+			h.Write(v)
+		case bool:
+			h.WriteByte(tagBool)
+			if v {
+				h.WriteByte(1)
+			} else {
+				h.WriteByte(0)
+			}
+		case int:
+			h.WriteByte(tagInt)
+			putInt(uint64(v))
+		case int64:
+			h.WriteByte(tagInt64)
+			putInt(uint64(v))
+		case int32:
+			h.WriteByte(tagInt32)
+			putInt(uint64(v))
+		case uint:
+			h.WriteByte(tagUint)
+			putInt(uint64(v))
+		case uint64:
+			h.WriteByte(tagUint64)
+			putInt(v)
+		case float64:
+			h.WriteByte(tagFloat64)
+			putInt(math.Float64bits(v))
+		case []string:
+			h.WriteByte(tagStrings)
+			putInt(uint64(len(v)))
+			for _, s := range v {
+				putString(s)
+			}
+		case map[string]string:
+			h.WriteByte(tagStringMap)
+			putInt(uint64(len(v)))
+			var entries uint64
+			for mk, mv := range v {
+				var eh maphash.Hash
+				eh.SetSeed(seed)
+				eh.WriteString(mk)
+				eh.WriteByte(0)
+				eh.WriteString(mv)
+				entries += eh.Sum64()
+			}
+			putInt(entries)
+		case time.Time:
+			h.WriteByte(tagTime)
+			name, off := v.Zone()
+			putInt(uint64(v.Unix()))
+			putInt(uint64(v.Nanosecond()))
+			putInt(uint64(off))
+			putString(name)
+		default:
+			return 0, false
+		}
+		sum += h.Sum64()
+	}
+	return sum, true
 }

@@ -1,6 +1,7 @@
 package mcsession
 
 import (
+	"hash/maphash"
 	"reflect"
 	"strings"
 	"testing"
@@ -95,5 +96,55 @@ func BenchmarkTranscoderCart(b *testing.B) {
 				GobTranscoder{}.Encode(tc.values)
 			}
 		})
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	seed := maphash.MakeSeed()
+	when := time.Unix(100, 5)
+	base := func() map[string]any {
+		return map[string]any{"cart": []string{"a", "b"}, "m": map[string]string{"x": "1", "y": "2"},
+			"n": 1, "s": "str", "t": when, "ok": true, "f": 1.5, "raw": []byte("r")}
+	}
+	h0, ok := fingerprint(seed, base())
+	if !ok {
+		t.Fatalf("fingerprint(plain values) not ok")
+	}
+	if h, _ := fingerprint(seed, base()); h != h0 {
+		t.Fatalf("fingerprint is not stable: %x != %x", h, h0)
+	}
+	changes := map[string]func(map[string]any){
+		"slice element": func(v map[string]any) { v["cart"].([]string)[1] = "c" },
+		"slice length":  func(v map[string]any) { v["cart"] = []string{"a", "b", ""} },
+		"map value":     func(v map[string]any) { v["m"].(map[string]string)["x"] = "3" },
+		"map key":       func(v map[string]any) { m := v["m"].(map[string]string); delete(m, "x"); m["z"] = "1" },
+		"int":           func(v map[string]any) { v["n"] = 2 },
+		"int type":      func(v map[string]any) { v["n"] = int64(1) },
+		"string":        func(v map[string]any) { v["s"] = "stR" },
+		"time":          func(v map[string]any) { v["t"] = when.Add(1) },
+		"bool":          func(v map[string]any) { v["ok"] = false },
+		"bytes":         func(v map[string]any) { v["raw"].([]byte)[0] = 'R' },
+		"key renamed":   func(v map[string]any) { v["s2"] = v["s"]; delete(v, "s") },
+		"key added":     func(v map[string]any) { v["new"] = "" },
+		"split strings": func(v map[string]any) { v["cart"] = []string{"ab", ""} },
+	}
+	for name, change := range changes {
+		v := base()
+		change(v)
+		if h, ok := fingerprint(seed, v); !ok || h == h0 {
+			t.Errorf("fingerprint after %s = %x, %v; want a different hash", name, h, ok)
+		}
+	}
+	if _, ok := fingerprint(seed, map[string]any{"p": &cart{}}); ok {
+		t.Errorf("fingerprint(pointer value) ok, want false (hash the encoding instead)")
+	}
+}
+
+func BenchmarkFingerprintCart(b *testing.B) {
+	seed := maphash.MakeSeed()
+	values := map[string]any{"cart": []string{strings.Repeat("x", 64), strings.Repeat("y", 64), strings.Repeat("z", 64)}}
+	b.ReportAllocs()
+	for b.Loop() {
+		fingerprint(seed, values)
 	}
 }

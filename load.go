@@ -137,7 +137,7 @@ func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, 
 		values:     values,
 		created:    env.created,
 		lastAccess: now,
-		storedHash: maphash.Bytes(b.m.seed, payload),
+		storedHash: b.storedHash(values, payload),
 		storedNode: n.ID,
 		storedKey:  key,
 	}
@@ -156,6 +156,15 @@ func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, 
 	b.placeLocked(e)
 	e.mu.Unlock()
 	return e, nil
+}
+
+// storedHash is valuesHash for values just decoded from payload: the
+// payload's own hash stands for values that have no fingerprint.
+func (b *backup) storedHash(values map[string]any, payload []byte) uint64 {
+	if h, ok := fingerprint(b.m.seed, values); ok {
+		return h
+	}
+	return maphash.Bytes(b.m.seed, payload)
 }
 
 // flightGroup runs one function per key at a time and shares its result

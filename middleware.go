@@ -99,6 +99,9 @@ func (rq *request) finish() {
 	}
 	e.mu.Lock()
 	e.active-- // acquired when the request first used the session
+	if e.readMutable && !e.dirty && !e.removed && e.active == 0 {
+		m.backup.checkInPlaceLocked(e)
+	}
 	changed := e.dirty || e.readMutable || e.removed
 	touch := !changed && !e.unstorable && e.storedUntil.Before(m.expiryLocked(e))
 	e.mu.Unlock()

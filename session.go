@@ -44,6 +44,7 @@ type entry struct {
 	random      string // the ID's random part, the local map's key (set by setID)
 	node        string // the ID's node part; "" without memcached (set by setID)
 	id          string // the whole current ID (set by setID)
+	key, keyOf  string // memcached key of the ID keyOf (see backup.keyLocked)
 	values      map[string]any
 	created     time.Time
 	lastAccess  time.Time
