@@ -28,6 +28,9 @@ type Contender struct {
 	Name string
 	// Memcached reports whether the contender needs memcached nodes.
 	Memcached bool
+	// NoSessions marks the floor: it serves the routes but keeps no
+	// session, so its answers do not depend on the cookie.
+	NoSessions bool
 	// New builds the application with this contender's sessions. nodes are
 	// memcached addresses ("127.0.0.1:11211"), empty unless Memcached.
 	// close stops the contender's background work.
@@ -91,7 +94,7 @@ func All() []Contender {
 // still sets a cookie as long as mcsession's, so the requests a load run
 // sends it are the same size as everyone else's.
 func Bare() Contender {
-	return Contender{Name: "bare", New: func([]string) (http.Handler, func(), error) {
+	return Contender{Name: "bare", NoSessions: true, New: func([]string) (http.Handler, func(), error) {
 		cart := Cart(1)
 		mux := http.NewServeMux()
 		mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
