@@ -43,7 +43,7 @@
 // A request that changes it causes one set, written by a background worker
 // (or, with Config.SyncBackup, before the response starts). A request that
 // reads a pointer, map, slice or struct value causes a set only if the
-// value's encoding changed. A session read without change is kept alive in
+// value was changed in place. A session read without change is kept alive in
 // memcached with an occasional touch.
 //
 // # Failures
