@@ -17,10 +17,28 @@ func FromContext(ctx context.Context) *Session {
 }
 
 // request is the session state of one request. It is one allocation: the
-// Session and the response writer live inside it.
+// Session, the response writer and the context that carries the Session
+// live inside it.
 type request struct {
 	session Session
 	writer  responseWriter
+	ctx     sessionContext
+}
+
+// sessionContext is the request's context with its Session added: what
+// context.WithValue would make, without an allocation of its own. Every
+// other key, and cancellation, is the parent's.
+type sessionContext struct {
+	context.Context
+	s *Session
+}
+
+// Value returns the Session for the package's key, else asks the parent.
+func (c *sessionContext) Value(key any) any {
+	if key == (ctxKey{}) {
+		return c.s
+	}
+	return c.Context.Value(key)
 }
 
 // Middleware returns next wrapped with session handling: it reads the
@@ -40,8 +58,9 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		rq := &request{}
 		rq.session = Session{m: m, w: &rq.writer, cookie: m.sessionCookie(r)}
 		rq.writer = responseWriter{ResponseWriter: w, rq: rq}
+		rq.ctx = sessionContext{Context: r.Context(), s: &rq.session}
 		defer rq.finish()
-		next.ServeHTTP(&rq.writer, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &rq.session)))
+		next.ServeHTTP(&rq.writer, r.WithContext(&rq.ctx))
 	})
 }
 
