@@ -16,29 +16,42 @@ import (
 // it. If the queue is full the session is counted in BackupsDropped and
 // left for the retry loop; nothing is lost.
 func (b *backup) schedule(e *entry) {
-	e.mu.Lock()
-	if e.queued {
-		e.mu.Unlock()
+	if !b.claim(e) {
 		return
 	}
-	e.queued = true
-	e.mu.Unlock()
-	b.backlog.Add(1)
 	select {
 	case b.queue <- e:
 		return
 	default:
 	}
-	e.mu.Lock()
-	e.queued = false
-	e.mu.Unlock()
-	// Pending before done: a flush that sees the backlog reach zero must
-	// find e in the pending set.
-	b.addPending(e)
-	b.done()
+	b.giveBack(e)
 	b.m.stats.backupsDropped.Add(1)
 	b.m.logger.warn("queue-full", "mcsession: backup queue full; sessions are retried (raise BackupQueueSize or BackupWorkers)",
 		"size", cap(b.queue))
+}
+
+// claim marks e queued, or reports false if it already is. A claimed
+// session counts in the backlog until it is stored or given back.
+func (b *backup) claim(e *entry) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.queued {
+		return false
+	}
+	e.queued = true
+	b.backlog.Add(1)
+	return true
+}
+
+// giveBack moves a claimed session that could not be queued to the pending
+// set, for the retry loop. Pending before done: a flush that sees the
+// backlog reach zero must find e in the pending set.
+func (b *backup) giveBack(e *entry) {
+	e.mu.Lock()
+	e.queued = false
+	e.mu.Unlock()
+	b.addPending(e)
+	b.done()
 }
 
 // done records that one scheduled backup has finished.
@@ -186,22 +199,13 @@ func (b *backup) flush(ctx context.Context) error {
 
 // enqueueWait queues e, waiting for room in the queue rather than dropping.
 func (b *backup) enqueueWait(ctx context.Context, e *entry) {
-	e.mu.Lock()
-	if e.queued {
-		e.mu.Unlock()
+	if !b.claim(e) {
 		return
 	}
-	e.queued = true
-	e.mu.Unlock()
-	b.backlog.Add(1)
 	select {
 	case b.queue <- e:
 	case <-ctx.Done():
-		e.mu.Lock()
-		e.queued = false
-		e.mu.Unlock()
-		b.done()
-		b.addPending(e)
+		b.giveBack(e)
 	}
 }
 
