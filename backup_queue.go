@@ -251,6 +251,18 @@ func (b *backup) checkInPlaceLocked(e *entry) {
 	e.dirty = true
 }
 
+// encode runs the Transcoder, turning a panic (a value's MarshalJSON or
+// GobEncode on a nil receiver, say) into an error: it runs with the
+// session locked, on a request's goroutine or a worker's, and must return.
+func (m *Manager) encode(values map[string]any) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("transcoder panicked: %v", r)
+		}
+	}()
+	return m.cfg.Transcoder.Encode(values)
+}
+
 // keyLocked returns the memcached key of e's current ID, derived once per
 // ID: a SHA-256 is not free, and a session is stored many times.
 func (b *backup) keyLocked(e *entry) string {
@@ -266,7 +278,7 @@ func (m *Manager) valuesHash(values map[string]any) (uint64, error) {
 	if h, ok := fingerprint(m.seed, values); ok {
 		return h, nil
 	}
-	payload, err := m.cfg.Transcoder.Encode(values)
+	payload, err := m.encode(values)
 	if err != nil {
 		return 0, err
 	}
@@ -357,7 +369,7 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 		b.m.stats.backupsSkipped.Add(1)
 		return nil
 	}
-	payload, err := b.m.cfg.Transcoder.Encode(e.values)
+	payload, err := b.m.encode(e.values)
 	e.dirty, e.readMutable = false, false
 	env := envelope{id: id, created: e.created, idleTimeout: b.m.cfg.IdleTimeout, lifetime: b.m.cfg.Lifetime}
 	e.mu.Unlock()

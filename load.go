@@ -41,6 +41,10 @@ func (b *backup) loadNow(ns *nodeSet, id sessionID) loaded {
 	if !home.up.Load() {
 		candidates = elsewhere(ns, home, id.random)
 	}
+	// Beyond its home node the session may be where its owner moved it
+	// while home was down: home may be back now, restarted empty.
+	lookedElsewhere := !home.up.Load()
+	failed := false
 	for i := 0; i < len(candidates); i++ {
 		n := candidates[i]
 		found := sessionID{id.random, n.ID, id.route}
@@ -54,18 +58,20 @@ func (b *backup) loadNow(ns *nodeSet, id sessionID) loaded {
 		b.m.stats.loadLatency.observe(time.Since(start))
 		switch {
 		case errors.Is(err, memcache.ErrCacheMiss):
-			if n == home {
-				b.m.stats.loadsMiss.Add(1)
-				return loaded{gone: true} // the session's own node is authoritative
+			if n == home && !lookedElsewhere {
+				lookedElsewhere = true
+				candidates = append(candidates, elsewhere(ns, home, id.random)...)
 			}
 			continue
 		case err != nil:
+			failed = true
 			b.m.stats.loadsError.Add(1)
 			b.m.logger.warn("load-error", "mcsession: cannot load session from memcached; the request starts without it",
 				"err", err)
-			if n == home && !home.up.Load() {
+			if n == home && !lookedElsewhere {
 				// This get found the session's node dead: look where the
 				// owner may have moved it, as if it had been known down.
+				lookedElsewhere = true
 				candidates = append(candidates, elsewhere(ns, home, id.random)...)
 			}
 			continue
@@ -86,10 +92,11 @@ func (b *backup) loadNow(ns *nodeSet, id sessionID) loaded {
 		actual, _ := b.m.sessions.LoadOrStore(e.random, e)
 		return loaded{e: actual}
 	}
-	if len(candidates) > 0 {
-		b.m.stats.loadsMiss.Add(1)
+	if failed || len(candidates) == 0 {
+		return loaded{} // out of reach, not known to be gone
 	}
-	return loaded{}
+	b.m.stats.loadsMiss.Add(1)
+	return loaded{gone: true} // missing on every node that answered
 }
 
 // elsewhere lists the up nodes other than home, where the owner of a

@@ -187,12 +187,25 @@ func (m *Manager) create() *entry {
 // renew gives e a new random part, and so a new ID and memcached key.
 func (m *Manager) renew(e *entry) {
 	e.mu.Lock()
+	if e.removed {
+		e.mu.Unlock()
+		return
+	}
 	old := e.random
 	e.setID(sessionID{newRandom(), e.node, m.cfg.Route})
+	random := e.random
 	e.dirty = true
 	e.mu.Unlock()
-	m.sessions.Set(e.random, e)
+	m.sessions.Set(random, e)
 	m.sessions.DeleteIf(old, func(x *entry) bool { return x == e })
+	// A concurrent renew or end may have run between the unlock and Set:
+	// then random is no longer e's key, and must not keep e alive.
+	e.mu.Lock()
+	stale := e.removed || e.random != random
+	e.mu.Unlock()
+	if stale {
+		m.sessions.DeleteIf(random, func(x *entry) bool { return x == e })
+	}
 }
 
 // end removes e from process memory and deletes its backup, counting it in
@@ -206,7 +219,7 @@ func (m *Manager) end(e *entry, c *atomic.Uint64, sync bool) {
 // expire ends e if it is still expired at now: a request may have used it
 // since the caller looked.
 func (m *Manager) expire(e *entry, now time.Time) {
-	m.endIf(e, &m.stats.expired, false, func() bool { return m.expiredLocked(e, now) })
+	m.endIf(e, &m.stats.expired, false, func() bool { return m.expiredLocked(e, now) && e.active == 0 })
 }
 
 // endIf is end, done only if cond, called with e.mu held, reports true.
@@ -266,7 +279,7 @@ func (m *Manager) sweep(now time.Time) {
 	var expired []*entry
 	m.sessions.Range(func(_ string, e *entry) bool {
 		e.mu.Lock()
-		if m.expiredLocked(e, now) {
+		if m.expiredLocked(e, now) && e.active == 0 { // a long request keeps its session
 			expired = append(expired, e)
 		}
 		e.mu.Unlock()

@@ -104,7 +104,7 @@ func (rq *request) finish() {
 	s := &rq.session
 	m := s.m
 	s.mu.Lock()
-	e, used := s.e, s.e != nil || s.ended
+	e, used, mutated := s.e, s.e != nil || s.ended, s.mutated
 	s.mu.Unlock()
 	if used {
 		m.stats.requestsWithSession.Add(1)
@@ -118,6 +118,12 @@ func (rq *request) finish() {
 	}
 	e.mu.Lock()
 	e.active-- // acquired when the request first used the session
+	if mutated {
+		// A store before the response (SyncBackup), or by another
+		// request, may have cleared the mark while this handler could
+		// still change what it read.
+		e.readMutable = true
+	}
 	if e.readMutable && !e.dirty && !e.removed && e.active == 0 {
 		m.backup.checkInPlaceLocked(e)
 	}

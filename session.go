@@ -26,6 +26,7 @@ type Session struct {
 	isNew    bool   // the session was created by this request
 	ended    bool   // this request invalidated its session
 	gone     bool   // the cookie names a session that no longer exists
+	mutated  bool   // a mutable value was read: it may change until the request ends
 }
 
 // entry is a session's state, shared by every request that uses it.
@@ -97,7 +98,7 @@ func Get[T any](s *Session, key string) (T, bool) {
 	v, ok := s.get(key)
 	if jv, isJSON := v.(jsonValue); isJSON {
 		t, ok := decodeAs[T](jv)
-		if ok {
+		if ok && encodesAs(t, jv) {
 			s.replaceDecoded(key, jv, t)
 		}
 		return t, ok
@@ -116,14 +117,17 @@ func (s *Session) get(key string) (any, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	v, ok := e.values[key]
-	if ok && !e.readMutable && mutable(v) {
-		e.readMutable = true
+	if ok && (!e.readMutable || !s.mutated) && mutable(v) {
+		e.readMutable, s.mutated = true, true
 	}
 	return v, ok
 }
 
 // replaceDecoded swaps a JSON value for its typed form, so the handler and
-// later requests share one object. It is not a change of the session.
+// later requests share one object. It is not a change of the session: the
+// caller checked that the typed form encodes to the same bytes. (A T that
+// drops fields of the stored JSON, an older struct during a rolling deploy
+// say, is decoded on every Get instead, and the stored bytes are kept.)
 func (s *Session) replaceDecoded(key string, raw jsonValue, v any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

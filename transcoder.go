@@ -137,6 +137,13 @@ func decodeAs[T any](v jsonValue) (T, bool) {
 	return t, true
 }
 
+// encodesAs reports whether t marshals to exactly raw, so swapping raw for t
+// loses nothing.
+func encodesAs(t any, raw jsonValue) bool {
+	b, err := json.Marshal(t)
+	return err == nil && string(b) == string(raw)
+}
+
 // decodeAny decodes v as encoding/json decodes into an interface.
 func (v jsonValue) decodeAny() any {
 	var a any

@@ -2,6 +2,7 @@ package mcsession
 
 import (
 	"bytes"
+	"context"
 	"encoding/gob"
 	"log/slog"
 	"net/http"
@@ -445,5 +446,41 @@ func TestJSONTranscoderTakeover(t *testing.T) {
 	}
 	if id := br.sessionID(b); !strings.HasSuffix(id, ".b") {
 		t.Errorf("cookie after takeover = %q, want route b", id)
+	}
+}
+
+// TestJSONGetNarrowerTypeKeepsStoredFields pins the bug where Get[T] with a
+// T that lacks some stored fields replaced the value and the next backup
+// wrote the narrower form, losing the fields.
+func TestJSONGetNarrowerTypeKeepsStoredFields(t *testing.T) {
+	servers := memcachetest.StartN(t, 1)
+	type wide struct{ Name, Email string }
+	type narrow struct{ Name string }
+	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "b", Transcoder: JSONTranscoder{}})
+	id := "0123456789abcdef0123456789abcdef.n1.a"
+	payload, _ := JSONTranscoder{}.Encode(map[string]any{"u": wide{"ada", "ada@example.com"}})
+	blob := appendEnvelope(nil, envelope{id: id, created: time.Now(), idleTimeout: time.Hour}, payload)
+	if err := servers[0].Set(memcacheKey(DefaultKeyPrefix, id), blob, 0); err != nil {
+		t.Fatal(err)
+	}
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, ok := Get[narrow](FromContext(r.Context()), "u")
+		if !ok || n.Name != "ada" {
+			t.Errorf("Get[narrow] = %+v, %v", n, ok)
+		}
+	}))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: DefaultCookieName, Value: id})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	m.Shutdown(context.Background())
+	newID := "0123456789abcdef0123456789abcdef.n1.b"
+	raw, found, err := servers[0].Get(memcacheKey(DefaultKeyPrefix, newID))
+	if err != nil || !found {
+		t.Fatalf("backup under %s: found %v, %v", newID, found, err)
+	}
+	_, p, _ := decodeEnvelope(raw)
+	if !strings.Contains(string(p), "ada@example.com") {
+		t.Fatalf("stored session after Get[narrow] = %s, want the Email field kept", p)
 	}
 }

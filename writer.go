@@ -54,6 +54,9 @@ func (w *responseWriter) Flush() {
 // Hijack implements http.Hijacker. The session cookie cannot be sent on a
 // hijacked connection; session changes are still backed up.
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	w.started.Store(true)
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.started.Store(true)
+	}
+	return c, rw, err
 }
