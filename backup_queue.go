@@ -159,7 +159,7 @@ func (b *backup) rewriteWhere(match func(e *entry) bool) {
 	var rewrite []*entry
 	b.m.sessions.Range(func(_ string, e *entry) bool {
 		e.mu.Lock()
-		if match(e) {
+		if !e.removed && match(e) {
 			e.dirty = true
 			rewrite = append(rewrite, e)
 		}
@@ -317,8 +317,13 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 	now := time.Now()
 	e.mu.Lock()
 	if e.removed {
+		random := e.random
 		e.mu.Unlock()
-		return b.deleteStored(e)
+		if err := b.deleteStored(e); err != nil {
+			return err
+		}
+		b.m.sessions.DeleteIf(random, func(x *entry) bool { return x == e }) // the tombstone
+		return nil
 	}
 	b.placeLocked(e)
 	n := b.nodes.Load().byID[e.node]
@@ -425,6 +430,15 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 	b.setStoredUntil(e, until)
 	if oldKey != "" && oldKey != key {
 		b.deleteKey(oldNode, oldKey)
+	}
+	// Stored under the current ID: the tombstones of IDs it had before
+	// RenewID can go (their backups are deleted, or were never written).
+	e.mu.Lock()
+	renamed := e.renamed
+	e.renamed = nil
+	e.mu.Unlock()
+	for _, r := range renamed {
+		b.m.sessions.DeleteIf(r, func(x *entry) bool { return x.removed && x != e })
 	}
 	return nil
 }

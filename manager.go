@@ -195,9 +195,19 @@ func (m *Manager) renew(e *entry) {
 	e.setID(sessionID{newRandom(), e.node, m.cfg.Route})
 	random := e.random
 	e.dirty = true
+	if m.backup != nil {
+		e.renamed = append(e.renamed, old)
+	}
 	e.mu.Unlock()
 	m.sessions.Set(random, e)
-	m.sessions.DeleteIf(old, func(x *entry) bool { return x == e })
+	if m.backup == nil {
+		m.sessions.DeleteIf(old, func(x *entry) bool { return x == e })
+	} else {
+		// The old ID's backup exists until the session is stored under
+		// the new one; a tombstone keeps the old ID from loading it (a
+		// fixated ID must be worthless at once). storeOnce removes it.
+		m.sessions.Set(old, &entry{removed: true, lastAccess: time.Now()})
+	}
 	// A concurrent renew or end may have run between the unlock and Set:
 	// then random is no longer e's key, and must not keep e alive.
 	e.mu.Lock()
@@ -232,11 +242,14 @@ func (m *Manager) endIf(e *entry, c *atomic.Uint64, sync bool, cond func() bool)
 	e.removed = true
 	random := e.random
 	e.mu.Unlock()
-	m.sessions.DeleteIf(random, func(x *entry) bool { return x == e })
 	c.Add(1)
 	if m.backup == nil {
+		m.sessions.DeleteIf(random, func(x *entry) bool { return x == e })
 		return
 	}
+	// With memcached, e stays in the map as a tombstone until its backup
+	// is deleted (see backup.storeOnce): until then a request with its ID
+	// finds it ended here, instead of missing and loading the backup back.
 	if sync && m.cfg.SyncBackup {
 		m.backup.storeNow(e)
 		return
@@ -277,9 +290,17 @@ func (m *Manager) sweepLoop() {
 // sweep ends every session expired at now.
 func (m *Manager) sweep(now time.Time) {
 	var expired []*entry
-	m.sessions.Range(func(_ string, e *entry) bool {
+	var tombs []string
+	m.sessions.Range(func(random string, e *entry) bool {
 		e.mu.Lock()
-		if m.expiredLocked(e, now) && e.active == 0 { // a long request keeps its session
+		switch {
+		case e.removed:
+			// A tombstone whose delete never happened (its node stayed
+			// down): by now memcached's TTL has dropped the backup.
+			if now.After(e.lastAccess.Add(m.cfg.IdleTimeout + touchGrace(m.cfg.IdleTimeout))) {
+				tombs = append(tombs, random)
+			}
+		case m.expiredLocked(e, now) && e.active == 0: // a long request keeps its session
 			expired = append(expired, e)
 		}
 		e.mu.Unlock()
@@ -287,5 +308,8 @@ func (m *Manager) sweep(now time.Time) {
 	})
 	for _, e := range expired {
 		m.expire(e, now)
+	}
+	for _, random := range tombs {
+		m.sessions.DeleteIf(random, func(x *entry) bool { return x.removed })
 	}
 }

@@ -55,6 +55,7 @@ type entry struct {
 	removed     bool      // expired or invalidated: delete from memcached, never store again
 	unstorable  bool      // the last backup failed in a way only a change can fix
 	active      int       // requests using the session now: no async encode while > 0
+	renamed     []string  // random parts before RenewID, tombstoned until the next store
 	queued      bool      // waiting in the backup queue
 }
 

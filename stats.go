@@ -16,7 +16,7 @@ type Stats struct {
 	SessionsCreated     uint64 // new sessions
 	SessionsExpired     uint64 // sessions ended by IdleTimeout or Lifetime
 	SessionsInvalidated uint64 // sessions ended by Invalidate
-	LocalSessions       int    // sessions held in this process now
+	LocalSessions       int    // sessions held in this process now, with ended ones whose backup is still being deleted
 
 	Takeovers   uint64 // sessions loaded from memcached after their instance died
 	Relocations uint64 // sessions moved to another node because theirs was down
