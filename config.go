@@ -52,6 +52,9 @@ type Config struct {
 	Route string
 
 	// IdleTimeout ends a session that has not been used for this long.
+	// Its memcached copy lives a little longer (IdleTimeout/8, at most 5
+	// minutes, so that reads need only an occasional touch); another
+	// instance taking the session over within that grace still finds it.
 	// Default: DefaultIdleTimeout (30 minutes).
 	IdleTimeout time.Duration
 

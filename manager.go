@@ -68,9 +68,10 @@ func (m *Manager) goRun(f func()) {
 // Manager's goroutines, like Close. Call it after http.Server.Shutdown has
 // finished the last requests, so a rolling deploy loses nothing. It gives up
 // when ctx is done; its error then wraps ErrNotFlushed and says how many
-// sessions were not written. Sessions stay usable in memory afterwards, but
-// are no longer backed up. Shutdown is safe to call more than once and after
-// Close; later calls return nil.
+// sessions were not written. Sessions stay usable in memory afterwards;
+// only requests with SyncBackup still write their changes to memcached.
+// Shutdown is safe to call more than once and after Close; later calls
+// return nil.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	if m.closed.Load() {
 		return nil
