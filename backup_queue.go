@@ -138,6 +138,7 @@ func (b *backup) retryLoop() {
 			b.schedule(e)
 		}
 		b.done()
+		b.runDeferredDeletes()
 	}
 }
 
@@ -382,8 +383,7 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 		b.m.stats.backupsFailed.Add(1)
 		b.m.logger.error("encode", "mcsession: cannot encode session; it is kept locally only until it changes again",
 			"err", err)
-		b.setUnstorable(e, true)
-		return errPermanent{fmt.Errorf("mcsession: encode session: %w", err)}
+		return b.giveUp(e, 0, fmt.Errorf("mcsession: encode session: %w", err))
 	}
 	if !plain {
 		hash = maphash.Bytes(b.m.seed, payload)
@@ -397,9 +397,7 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 		b.m.stats.backupsTooLarge.Add(1)
 		err := fmt.Errorf("%w: %d bytes encoded, ItemSizeLimit is %d; it is kept locally only", ErrTooLarge, len(blob), b.m.cfg.ItemSizeLimit)
 		b.m.logger.error("too-large", err.Error(), "node", n.ID)
-		e.rejected = hash
-		b.setUnstorable(e, true)
-		return errPermanent{err}
+		return b.giveUp(e, hash, err)
 	}
 	start := time.Now()
 	err = b.do(n, "set", func(c *memcache.Client) error {
@@ -412,9 +410,7 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 		err := fmt.Errorf("%w: %d bytes encoded, refused by memcached node %s (its -I item size limit is below ItemSizeLimit %d); it is kept locally only",
 			ErrTooLarge, len(blob), n.ID, b.m.cfg.ItemSizeLimit)
 		b.m.logger.error("too-large", err.Error(), "node", n.ID)
-		e.rejected = hash
-		b.setUnstorable(e, true)
-		return errPermanent{err}
+		return b.giveUp(e, hash, err)
 	}
 	if err != nil {
 		b.m.stats.backupsFailed.Add(1)
@@ -429,7 +425,7 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 	b.setUnstorable(e, false)
 	b.setStoredUntil(e, until)
 	if oldKey != "" && oldKey != key {
-		b.deleteKey(oldNode, oldKey)
+		b.deleteKey(oldNode, oldKey, e)
 	}
 	// Stored under the current ID: the tombstones of IDs it had before
 	// RenewID can go (their backups are deleted, or were never written).
@@ -453,18 +449,24 @@ func (b *backup) deleteStored(e *entry) error {
 	if n := b.nodes.Load().byID[e.storedNode]; n != nil && !n.up.Load() {
 		return ErrNoNodeUp
 	}
-	if err := b.deleteKey(e.storedNode, e.storedKey); err != nil {
+	if err := b.deleteKey(e.storedNode, e.storedKey, e); err != nil {
 		return err
 	}
 	e.storedKey, e.storedNode = "", ""
 	return nil
 }
 
-// deleteKey deletes key from the node with id nodeID. A missing key, node
-// or a down node is not an error: the copy expires by its TTL.
-func (b *backup) deleteKey(nodeID, key string) error {
+// deleteKey deletes key from the node with id nodeID. A missing key or node
+// is not an error. For a node that is down the delete is deferred until it
+// is back (see deferDelete); e, if not nil, is the session the key was a
+// copy of.
+func (b *backup) deleteKey(nodeID, key string, e *entry) error {
 	n := b.nodes.Load().byID[nodeID]
-	if n == nil || !n.up.Load() {
+	if n == nil {
+		return nil
+	}
+	if !n.up.Load() {
+		b.deferDelete(nodeID, key, e)
 		return nil
 	}
 	start := time.Now()
@@ -475,6 +477,20 @@ func (b *backup) deleteKey(nodeID, key string) error {
 		return nil
 	}
 	return err
+}
+
+// giveUp records that e cannot be stored until it changes (its encoding,
+// with hash, was refused, or could not be made) and deletes the backup it
+// had: memcached must not hand a takeover a state the session has left.
+// e.writeMu is held. It returns err as a permanent error.
+func (b *backup) giveUp(e *entry, hash uint64, err error) error {
+	e.rejected = hash
+	b.setUnstorable(e, true)
+	if e.storedKey != "" {
+		b.deleteKey(e.storedNode, e.storedKey, e)
+		e.storedKey, e.storedNode, e.storedHash = "", "", 0
+	}
+	return errPermanent{err}
 }
 
 func (b *backup) setUnstorable(e *entry, v bool) {
@@ -514,4 +530,64 @@ func (b *backup) ttlLocked(e *entry, now time.Time) (int32, time.Time) {
 // session read without change is touched at most once per grace period.
 func touchGrace(idle time.Duration) time.Duration {
 	return min(max(idle/8, time.Second), 5*time.Minute)
+}
+
+// maxDeferredDeletes bounds the deletes kept for nodes that are down. Past
+// it, old copies on a node that comes back are left to their TTL.
+const maxDeferredDeletes = 100_000
+
+// deferredDelete is a delete waiting for its node to come back.
+type deferredDelete struct {
+	key string
+	e   *entry // the session it was a copy of, or nil
+}
+
+// deferDelete remembers a delete that could not be sent because its node is
+// down (an old copy left behind when a session moved away from it), to send
+// when the node is back: otherwise a client still holding the old ID could
+// load that copy.
+func (b *backup) deferDelete(nodeID, key string, e *entry) {
+	b.deferredMu.Lock()
+	defer b.deferredMu.Unlock()
+	if b.deferredCount >= maxDeferredDeletes {
+		return
+	}
+	if b.deferred == nil {
+		b.deferred = make(map[string][]deferredDelete)
+	}
+	b.deferred[nodeID] = append(b.deferred[nodeID], deferredDelete{key, e})
+	b.deferredCount++
+}
+
+// runDeferredDeletes sends the deferred deletes of nodes that are up again.
+// A key its session has meanwhile been stored under again (it moved back
+// to the node) is kept: the check and the delete happen under the session's
+// writeMu, so no store can come between them.
+func (b *backup) runDeferredDeletes() {
+	ns := b.nodes.Load()
+	b.deferredMu.Lock()
+	ready := make(map[string][]deferredDelete)
+	for id, dels := range b.deferred {
+		if n := ns.byID[id]; n == nil || n.up.Load() {
+			if n != nil {
+				ready[id] = dels
+			}
+			delete(b.deferred, id)
+			b.deferredCount -= len(dels)
+		}
+	}
+	b.deferredMu.Unlock()
+	for id, dels := range ready {
+		for _, d := range dels {
+			if d.e == nil {
+				b.deleteKey(id, d.key, nil)
+				continue
+			}
+			d.e.writeMu.Lock()
+			if d.e.storedKey != d.key || d.e.storedNode != id {
+				b.deleteKey(id, d.key, d.e) // a node down again defers it anew
+			}
+			d.e.writeMu.Unlock()
+		}
+	}
 }

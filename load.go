@@ -128,7 +128,7 @@ func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, 
 	now := time.Now()
 	for _, life := range []time.Duration{env.lifetime, b.m.cfg.Lifetime} {
 		if life > 0 && now.Sub(env.created) > life {
-			b.deleteKey(n.ID, key)
+			b.deleteKey(n.ID, key, nil)
 			return nil, nil
 		}
 	}

@@ -31,6 +31,11 @@ type backup struct {
 	pending   map[*entry]struct{} // sessions whose backup failed or was dropped
 
 	flights flightGroup // concurrent loads of one session share one get
+
+	// deferredMu guards deferred and deferredCount.
+	deferredMu    sync.Mutex
+	deferred      map[string][]deferredDelete // by node id: deletes to send once it is up
+	deferredCount int
 }
 
 // node is one memcached server and its health.

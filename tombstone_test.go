@@ -1,7 +1,9 @@
 package mcsession
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
@@ -76,4 +78,34 @@ func TestRenewedIDIsDeadAtOnce(t *testing.T) {
 	if n := in.m.Stats().LocalSessions; n != 2 {
 		t.Fatalf("LocalSessions = %d, want 2 (victim and holder; the tombstone gone)", n)
 	}
+}
+
+// TestOldCopyOnPausedNodeIsDeletedWhenBack pins that a session moved away
+// from a black-holed node does not leave its old copy there once the node
+// answers again: the delete is deferred until then.
+func TestOldCopyOnPausedNodeIsDeletedWhenBack(t *testing.T) {
+	servers := memcachetest.StartN(t, 2)
+	in := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: 200 * time.Millisecond,
+		ProbeInterval: 50 * time.Millisecond, RetryInterval: 50 * time.Millisecond})
+	br := newBrowser(t)
+	var home *memcachetest.Server
+	for home == nil || strings.Contains(br.sessionID(in), ".n2.") {
+		br = newBrowser(t) // a session on n1
+		br.do(in, "POST", "/set?key=user&value=ada")
+		home = servers[0]
+	}
+	waitIdle(t, in.m)
+	oldID := br.sessionID(in)
+
+	home.Pause()
+	br.do(in, "POST", "/set?key=user&value=grace") // times out on n1, moves to n2
+	eventually(t, 5*time.Second, "session not moved to n2", func() bool {
+		_, found, err := servers[1].Get(memcacheKey(DefaultKeyPrefix, strings.Replace(oldID, ".n1.", ".n2.", 1)))
+		return err == nil && found
+	})
+	home.Resume()
+	eventually(t, 5*time.Second, "old copy still on n1 after it came back", func() bool {
+		_, found, err := home.Get(memcacheKey(DefaultKeyPrefix, oldID))
+		return err == nil && !found
+	})
 }
