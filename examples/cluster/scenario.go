@@ -44,7 +44,6 @@ func (c *cluster) scenario(ctx context.Context) error {
 	per := c.opts.duration / time.Duration(len(steps))
 	fmt.Printf("\n%d shoppers, %v of traffic per step\n\n", len(shoppers), per.Round(time.Millisecond))
 
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := "step\tshoppers\titems added\tcarts intact\tcarts damaged\titems lost\ttakeovers\trelocations\tbackups written\tp50\tp99\t"
 	var rows []string
 	added, lostTotal, damagedTotal := 0, 0, 0
@@ -69,19 +68,20 @@ func (c *cluster) scenario(ctx context.Context) error {
 			i+1, st.name, len(shoppers), added, v.intact, v.damaged, v.lost,
 			s.Takeovers, s.Relocations, s.BackupsWritten,
 			t.percentile(50).Round(10*time.Microsecond), t.percentile(99).Round(10*time.Microsecond)))
-		fmt.Printf("        %d additions (%d failed requests), %d carts intact, %d damaged, %d items lost\n",
-			t.adds.Load(), t.errors.Load(), v.intact, v.damaged, v.lost)
+		fmt.Printf("        %d additions (%d failed requests); every cart checked:\n", t.adds.Load(), t.errors.Load())
 		if v.unreadable > 0 {
 			fmt.Printf("        %d carts could not be read at all (counted as damaged)\n", v.unreadable)
 		}
+		// The table so far, after every step.
+		fmt.Println()
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, header)
+		for _, r := range rows {
+			fmt.Fprintln(tw, r)
+		}
+		tw.Flush()
+		fmt.Println()
 	}
-	fmt.Println()
-	fmt.Fprintln(tw, header)
-	for _, r := range rows {
-		fmt.Fprintln(tw, r)
-	}
-	tw.Flush()
-	fmt.Println()
 	if c.opts.async {
 		fmt.Printf("async backup: %d of %d confirmed additions were lost to crashes (%.3f%%): the window between a\n"+
 			"response and its backup reaching memcached. Run without -async (SyncBackup) to close it.\n",
