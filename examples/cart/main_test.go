@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -20,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcsession/mcsession"
+	"github.com/mcsession/mcsession/internal/proctest"
 )
 
 // newTestApp returns the shop with sessions in process memory, as the
@@ -396,31 +395,13 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 	}
 }
 
-// buildCart builds this command into a temporary directory.
+// buildCart builds examples/cart into a temporary directory.
 func buildCart(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("go command not found to build the binary: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "cart")
-	out, err := exec.Command(goTool, "build", "-o", bin, "github.com/mcsession/mcsession/examples/cart").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return proctest.Build(t, "github.com/mcsession/mcsession/examples/cart")
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string { return proctest.FreeAddr(t) }
 
 var errExited = errors.New("process exited")
 

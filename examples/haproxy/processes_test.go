@@ -5,7 +5,6 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
+	"github.com/mcsession/mcsession/internal/proctest"
 )
 
 // startTimeout bounds the start of one process, until it serves.
@@ -256,29 +256,11 @@ func haproxyBinary(t *testing.T) string {
 
 // buildCart builds examples/cart into a temporary directory.
 func buildCart(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go command not found to build examples/cart: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "cart")
-	out, err := exec.Command(goTool, "build", "-o", bin, "github.com/mcsession/mcsession/examples/cart").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build examples/cart: %v\n%s", err, out)
-	}
-	return bin
+	return proctest.Build(t, "github.com/mcsession/mcsession/examples/cart")
 }
 
 // freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return proctest.FreeAddr(t) }
 
 // tail returns the last n lines of s.
 func tail(s string, n int) string {
