@@ -20,11 +20,12 @@ type backup struct {
 	nodes atomic.Pointer[nodeSet]
 	setMu sync.Mutex // serialises setNodes
 
-	queue   chan *entry   // sessions to store, served by the workers
-	backlog atomic.Int64  // sessions queued or being stored
-	drained chan struct{} // signalled (cap 1) when backlog drops to 0
-	kick    chan struct{} // wakes the retry loop (cap 1): a node came up or went down
-	rescue  atomic.Bool   // a node went down: move the sessions on it
+	queue     chan *entry   // sessions to store, served by the workers
+	collectMu sync.Mutex    // held by the worker collecting a batch from queue
+	backlog   atomic.Int64  // sessions queued or being stored
+	drained   chan struct{} // signalled (cap 1) when backlog drops to 0
+	kick      chan struct{} // wakes the retry loop (cap 1): a node came up or went down
+	rescue    atomic.Bool   // a node went down: move the sessions on it
 
 	// pendingMu guards pending.
 	pendingMu sync.Mutex
@@ -42,6 +43,7 @@ type backup struct {
 type node struct {
 	nodespec.Node
 	client *memcache.Client
+	setter *setter // sets, batched; client does everything else
 	up     atomic.Bool
 
 	// mu guards the probe schedule.
@@ -81,6 +83,7 @@ func (b *backup) start() {
 func (b *backup) close() {
 	for _, n := range b.nodes.Load().list {
 		n.client.Close()
+		n.setter.close()
 	}
 }
 
@@ -99,7 +102,7 @@ func (b *backup) setNodes(specs []nodespec.Node) {
 		if o := old.lookup(spec.ID); o != nil && o.Addr == spec.Addr {
 			n = o
 			if o.Failover != spec.Failover {
-				n = &node{Node: spec, client: o.client}
+				n = &node{Node: spec, client: o.client, setter: o.setter}
 				n.up.Store(o.up.Load())
 				o.mu.Lock()
 				n.nextProbe, n.backoff = o.nextProbe, o.backoff
@@ -112,7 +115,7 @@ func (b *backup) setNodes(specs []nodespec.Node) {
 			c := memcache.New(spec.Addr)
 			c.Timeout = b.m.cfg.OperationTimeout
 			c.MaxIdleConns = max(b.m.cfg.BackupWorkers, 2) * 2
-			n = &node{Node: spec, client: c}
+			n = &node{Node: spec, client: c, setter: newSetter(spec.Addr, c.Timeout, c.MaxIdleConns)}
 			n.up.Store(true)
 		}
 		ns.list = append(ns.list, n)
@@ -125,6 +128,7 @@ func (b *backup) setNodes(specs []nodespec.Node) {
 	for _, o := range old.list {
 		if n := ns.byID[o.ID]; n == nil || n.client != o.client {
 			o.client.Close()
+			o.setter.close()
 		}
 	}
 	if len(moved) > 0 {
@@ -244,7 +248,7 @@ func classify(err error) errClass {
 		return classOK
 	case errors.Is(err, memcache.ErrCacheMiss), errors.Is(err, memcache.ErrNotStored):
 		return classMiss
-	case errors.Is(err, memcache.ErrMalformedKey), errors.Is(err, memcache.ErrServerError),
+	case errors.As(err, new(replyError)), errors.Is(err, memcache.ErrMalformedKey), errors.Is(err, memcache.ErrServerError),
 		strings.Contains(err.Error(), "SERVER_ERROR"), strings.Contains(err.Error(), "CLIENT_ERROR"):
 		return classBadRequest
 	}

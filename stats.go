@@ -23,6 +23,7 @@ type Stats struct {
 	LateChanges uint64 // ID changes made after the response had started (the cookie could not follow)
 
 	BackupsWritten  uint64 // sessions written to memcached with set
+	BackupBatches   uint64 // batches the sets went out in (one write, one read each); BackupsWritten/BackupBatches is the mean batch size
 	BackupsSkipped  uint64 // backups found unchanged after a mutable value was read
 	BackupsFailed   uint64 // backups that failed (node down, encoding error); they are retried
 	BackupsDropped  uint64 // backups that found the queue full; they are retried
@@ -57,7 +58,7 @@ type counters struct {
 	created, expired, invalidated                                 atomic.Uint64
 	takeovers, relocations, lateChanges                           atomic.Uint64
 	backupsWritten, backupsSkipped, backupsFailed, backupsDropped atomic.Uint64
-	backupsTooLarge, touches, deletes                             atomic.Uint64
+	backupsTooLarge, touches, deletes, backupBatches              atomic.Uint64
 	loadsHit, loadsMiss, loadsError, decodeErrors                 atomic.Uint64
 	backupLatency, loadLatency                                    latency
 }
@@ -106,6 +107,7 @@ func (m *Manager) Stats() Stats {
 		BackupsSkipped:      c.backupsSkipped.Load(),
 		BackupsFailed:       c.backupsFailed.Load(),
 		BackupsDropped:      c.backupsDropped.Load(),
+		BackupBatches:       c.backupBatches.Load(),
 		BackupsTooLarge:     c.backupsTooLarge.Load(),
 		Touches:             c.touches.Load(),
 		Deletes:             c.deletes.Load(),

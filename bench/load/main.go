@@ -12,7 +12,10 @@
 // Flags: -duration (measured time per contender, 5s), -warmup (2s),
 // -sessions (10000), -items (cart size, 3), -conns (32), -write-pct (10),
 // -contenders (comma list; "mcsession" selects every mcsession/*), -gen
-// (auto, wrk or go). Progress goes to stderr, the markdown report to
+// (auto, wrk or go), -rounds (1: run the contenders that many times,
+// interleaved, and report medians: on a shared two-core machine one round's
+// figures move by 10-20% from run to run). MCLOAD_CPUPROFILE=dir writes each
+// server's CPU and allocation profiles there. Progress goes to stderr, the markdown report to
 // stdout. Memcached must be on PATH for the contenders that need it; without
 // it they are skipped, and said so.
 //
@@ -39,6 +42,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -67,6 +71,7 @@ type options struct {
 	writePct   int
 	contenders string
 	gen        string
+	rounds     int
 }
 
 func main() {
@@ -84,6 +89,7 @@ func run() int {
 	flag.IntVar(&o.writePct, "write-pct", 10, "percentage of requests that are POST /write (the rest are GET /read)")
 	flag.StringVar(&o.contenders, "contenders", "", "comma-separated contender names to run (a name also selects name/*); empty: all")
 	flag.StringVar(&o.gen, "gen", "auto", "load generator: auto (wrk if installed, else go), wrk or go")
+	flag.IntVar(&o.rounds, "rounds", 1, "run every contender this many times, interleaved; the table shows the median round and the range of the ratio to bare")
 	// Hidden: the child-process server.
 	flag.StringVar(&serveName, "serve", "", "")
 	flag.StringVar(&serveNodes, "nodes", "", "")
@@ -140,6 +146,8 @@ func (o options) check() error {
 		return errors.New("-conns must be at least 1")
 	case o.writePct < 0 || o.writePct > 100:
 		return errors.New("-write-pct must be between 0 and 100")
+	case o.rounds < 1:
+		return errors.New("-rounds must be at least 1")
 	case o.gen != "auto" && o.gen != "wrk" && o.gen != "go":
 		return fmt.Errorf("-gen %q: want auto, wrk or go", o.gen)
 	}
@@ -248,28 +256,31 @@ func runLoad(ctx context.Context, o options) error {
 	}
 
 	started := time.Now()
-	var results []result
+	rounds := make([][]result, o.rounds)
 	var failed []string
-	for _, c := range list {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var nodes []*memcached
-		if c.Memcached {
-			nodes = mcs
-		}
-		fmt.Fprintf(os.Stderr, "load: --- %s\n", c.Name)
-		r, err := runContender(ctx, o, c, exe, tmp, gen, nodes)
-		if err != nil {
+	for i := range rounds {
+		for _, c := range list {
 			if ctx.Err() != nil {
-				return err
+				return ctx.Err()
 			}
-			fmt.Fprintf(os.Stderr, "load: %s: FAILED: %v\n", c.Name, err)
-			failed = append(failed, fmt.Sprintf("%s: %v", c.Name, err))
-			r = result{name: c.Name, err: err}
+			var nodes []*memcached
+			if c.Memcached {
+				nodes = mcs
+			}
+			fmt.Fprintf(os.Stderr, "load: --- %s (round %d of %d)\n", c.Name, i+1, o.rounds)
+			r, err := runContender(ctx, o, c, exe, tmp, gen, nodes)
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "load: %s: FAILED: %v\n", c.Name, err)
+				failed = append(failed, fmt.Sprintf("%s (round %d): %v", c.Name, i+1, err))
+				r = result{name: c.Name, err: err}
+			}
+			rounds[i] = append(rounds[i], r)
 		}
-		results = append(results, r)
 	}
+	results := combineRounds(rounds)
 
 	report(os.Stdout, o, gen, results, notes, mcs, time.Since(started))
 	if len(failed) > 0 {
@@ -289,6 +300,61 @@ type result struct {
 	settled bool          // memcached counters stopped changing after the window
 	other   float64       // CPUs busy with anything else, averaged over the same span; <0 unknown
 	err     error
+
+	// With -rounds > 1: the ratio of req/s to bare's in the same round,
+	// median and range over the rounds (0 if there is no bare).
+	ratio, ratioLo, ratioHi float64
+	rounds                  int
+}
+
+// combineRounds turns the results of every round (each in contender order)
+// into one line per contender: the round with the median req/s, and the
+// median and range of its ratio to bare's req/s in the same round. A
+// contender that failed in any round is shown failed.
+func combineRounds(rounds [][]result) []result {
+	if len(rounds) == 1 {
+		return rounds[0]
+	}
+	var out []result
+	for j := range rounds[0] {
+		var ok []result
+		var ratios []float64
+		var failed *result
+		for _, round := range rounds {
+			r := round[j]
+			if r.err != nil {
+				failed = &r
+				continue
+			}
+			ok = append(ok, r)
+			for _, b := range round {
+				if b.name == "bare" && b.err == nil && b.gen.rps() > 0 {
+					ratios = append(ratios, r.gen.rps()/b.gen.rps())
+				}
+			}
+		}
+		if failed != nil {
+			out = append(out, *failed)
+			continue
+		}
+		slices.SortFunc(ok, func(x, y result) int { return cmp.Compare(x.gen.rps(), y.gen.rps()) })
+		r := ok[len(ok)/2]
+		r.rounds = len(ok)
+		if len(ratios) > 0 {
+			slices.Sort(ratios)
+			r.ratio, r.ratioLo, r.ratioHi = median(ratios), ratios[0], ratios[len(ratios)-1]
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// median of a sorted, non-empty slice.
+func median(v []float64) float64 {
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // runContender measures one contender: fresh server process, sessions,

@@ -18,6 +18,9 @@ func report(w io.Writer, o options, gen generator, results []result, notes []str
 	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s, %s\n", runtime.NumCPU(), cpuModel(), kernel())
 	fmt.Fprintf(w, "- Go: %s\n", goVersion())
 	fmt.Fprintf(w, "- generator: %s, %d connections, %v warm-up then %v measured per contender\n", gen.name(), o.conns, o.warmup, o.duration)
+	if o.rounds > 1 {
+		fmt.Fprintf(w, "- rounds: %d, the contenders interleaved; each line is the contender's median round, \"vs bare\" the median of its ratio to bare's req/s in the same round, with the range\n", o.rounds)
+	}
 	fmt.Fprintf(w, "- server: a fresh child process per contender (GOMAXPROCS=%s), http.Server on 127.0.0.1\n", gomaxprocs())
 	if len(mcs) > 0 {
 		fmt.Fprintf(w, "- memcached: %s, 2 nodes (-t 1 -m 256) on loopback, flushed before each contender\n", mcs[0].version())
@@ -43,7 +46,10 @@ func report(w io.Writer, o options, gen generator, results []result, notes []str
 		}
 		g := r.gen
 		ratio := "—"
-		if bare > 0 {
+		switch {
+		case r.rounds > 1 && r.ratio > 0:
+			ratio = fmt.Sprintf("%.0f%% (%.0f–%.0f%%)", 100*r.ratio, 100*r.ratioLo, 100*r.ratioHi)
+		case r.rounds <= 1 && bare > 0:
 			ratio = fmt.Sprintf("%.0f%%", 100*g.rps()/bare)
 		}
 		mcOps, mcCPU := "—", "—"

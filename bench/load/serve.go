@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +47,13 @@ func serve(name, nodeList string) int {
 		nodes = nil
 	}
 
+	if dir := os.Getenv("MCLOAD_CPUPROFILE"); dir != "" {
+		stopProfile, err := startCPUProfile(dir, name)
+		if err != nil {
+			return fail("%v", err)
+		}
+		defer stopProfile()
+	}
 	h, closeApp, err := c.New(nodes)
 	if err != nil {
 		return fail("New: %v", err)
@@ -79,4 +88,30 @@ func serve(name, nodeList string) int {
 	}
 	closeApp()
 	return code
+}
+
+// startCPUProfile profiles the server process into dir/<name>.pprof (the
+// slash in a contender's name becomes a dash) until the returned function is
+// called, which also writes the allocation profile, dir/<name>.allocs.pprof. It is for finding where a contender's time goes:
+//
+//	MCLOAD_CPUPROFILE=/tmp/prof go run ./bench/load -contenders mcsession/async
+//	go tool pprof -top /tmp/prof/mcsession-async.pprof
+func startCPUProfile(dir, name string) (stop func(), err error) {
+	f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(name, "/", "-")+".pprof"))
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		// The allocation profile of the same run, for go tool pprof -sample_index=alloc_space.
+		if h, err := os.Create(filepath.Join(dir, strings.ReplaceAll(name, "/", "-")+".allocs.pprof")); err == nil {
+			pprof.Lookup("allocs").WriteTo(h, 0)
+			h.Close()
+		}
+	}, nil
 }
