@@ -359,13 +359,17 @@ func (b *backup) checkInPlaceLocked(e *entry) {
 // encode runs the Transcoder, turning a panic (a value's MarshalJSON or
 // GobEncode on a nil receiver, say) into an error: it runs with the
 // session locked, on a request's goroutine or a worker's, and must return.
-func (m *Manager) encode(values map[string]any) (b []byte, err error) {
+func (m *Manager) encode(values values) (b []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			b, err = nil, fmt.Errorf("transcoder panicked: %v", r)
 		}
 	}()
-	return m.cfg.Transcoder.Encode(values)
+	switch m.cfg.Transcoder.(type) {
+	case GobTranscoder, *GobTranscoder:
+		return encodeGob(values) // the same bytes, without a map
+	}
+	return m.cfg.Transcoder.Encode(values.asMap())
 }
 
 // keyLocked returns the memcached key of e's current ID, derived once per
@@ -379,7 +383,7 @@ func (b *backup) keyLocked(e *entry) string {
 
 // valuesHash identifies the state of a session's values: their fingerprint
 // when they are plain values, else a hash of their encoding.
-func (m *Manager) valuesHash(values map[string]any) (uint64, error) {
+func (m *Manager) valuesHash(values values) (uint64, error) {
 	if h, ok := fingerprint(m.seed, values); ok {
 		return h, nil
 	}

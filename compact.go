@@ -48,13 +48,12 @@ func checkCount(n uint64, rest []byte) bool { return n <= uint64(len(rest)) }
 
 // appendCompact encodes values in the compact form, or reports false if a
 // value has a type it does not cover.
-func appendCompact(b []byte, values map[string]any) ([]byte, bool) {
+func appendCompact(b []byte, values values) ([]byte, bool) {
 	b = append(b, compactMarker)
 	b = binary.AppendUvarint(b, uint64(len(values)))
-	keys := sortedKeys(values)
-	for _, k := range keys {
-		b = appendString(b, k)
-		switch v := values[k].(type) {
+	for _, f := range values {
+		b = appendString(b, f.key)
+		switch v := f.value.(type) {
 		case string:
 			b = appendString(append(b, tagString), v)
 		case []byte:
@@ -250,7 +249,7 @@ func (d *compactDecoder) string() string {
 // allocation. It reports false for other sessions, whose encoded bytes are
 // hashed instead. Keys are combined by addition, so no sorting is needed;
 // each key's hash covers the key, the value's type and the value.
-func fingerprint(seed maphash.Seed, values map[string]any) (uint64, bool) {
+func fingerprint(seed maphash.Seed, values values) (uint64, bool) {
 	var sum uint64
 	var h maphash.Hash
 	h.SetSeed(seed)
@@ -263,10 +262,10 @@ func fingerprint(seed maphash.Seed, values map[string]any) (uint64, bool) {
 		putInt(uint64(len(s)))
 		h.WriteString(s)
 	}
-	for k, v := range values {
+	for _, f := range values {
 		h.Reset()
-		putString(k)
-		switch v := v.(type) {
+		putString(f.key)
+		switch v := f.value.(type) {
 		case string:
 			h.WriteByte(tagString)
 			putString(v)

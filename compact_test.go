@@ -106,11 +106,11 @@ func TestFingerprint(t *testing.T) {
 		return map[string]any{"cart": []string{"a", "b"}, "m": map[string]string{"x": "1", "y": "2"},
 			"n": 1, "s": "str", "t": when, "ok": true, "f": 1.5, "raw": []byte("r")}
 	}
-	h0, ok := fingerprint(seed, base())
+	h0, ok := fingerprint(seed, valuesOf(base()))
 	if !ok {
 		t.Fatalf("fingerprint(plain values) not ok")
 	}
-	if h, _ := fingerprint(seed, base()); h != h0 {
+	if h, _ := fingerprint(seed, valuesOf(base())); h != h0 {
 		t.Fatalf("fingerprint is not stable: %x != %x", h, h0)
 	}
 	changes := map[string]func(map[string]any){
@@ -131,11 +131,11 @@ func TestFingerprint(t *testing.T) {
 	for name, change := range changes {
 		v := base()
 		change(v)
-		if h, ok := fingerprint(seed, v); !ok || h == h0 {
+		if h, ok := fingerprint(seed, valuesOf(v)); !ok || h == h0 {
 			t.Errorf("fingerprint after %s = %x, %v; want a different hash", name, h, ok)
 		}
 	}
-	if _, ok := fingerprint(seed, map[string]any{"p": &cart{}}); ok {
+	if _, ok := fingerprint(seed, valuesOf(map[string]any{"p": &cart{}})); ok {
 		t.Errorf("fingerprint(pointer value) ok, want false (hash the encoding instead)")
 	}
 }
@@ -145,6 +145,6 @@ func BenchmarkFingerprintCart(b *testing.B) {
 	values := map[string]any{"cart": []string{strings.Repeat("x", 64), strings.Repeat("y", 64), strings.Repeat("z", 64)}}
 	b.ReportAllocs()
 	for b.Loop() {
-		fingerprint(seed, values)
+		fingerprint(seed, valuesOf(values))
 	}
 }

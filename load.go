@@ -132,13 +132,11 @@ func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, 
 			return nil, nil
 		}
 	}
-	values, err := b.m.cfg.Transcoder.Decode(payload)
+	decoded, err := b.m.cfg.Transcoder.Decode(payload)
 	if err != nil {
 		return nil, err
 	}
-	if values == nil {
-		values = make(map[string]any)
-	}
+	values := valuesOf(decoded)
 	e := &entry{
 		node:       n.ID,
 		values:     values,
@@ -167,7 +165,7 @@ func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, 
 
 // storedHash is valuesHash for values just decoded from payload: the
 // payload's own hash stands for values that have no fingerprint.
-func (b *backup) storedHash(values map[string]any, payload []byte) uint64 {
+func (b *backup) storedHash(values values, payload []byte) uint64 {
 	if h, ok := fingerprint(b.m.seed, values); ok {
 		return h
 	}

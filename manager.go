@@ -170,7 +170,6 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 func (m *Manager) create() *entry {
 	now := time.Now()
 	e := &entry{
-		values:     make(map[string]any),
 		created:    now,
 		lastAccess: now,
 		dirty:      true,

@@ -46,7 +46,7 @@ type entry struct {
 	node        string // the ID's node part; "" without memcached (set by setID)
 	id          string // the whole current ID (set by setID)
 	key, keyOf  string // memcached key of the ID keyOf (see backup.keyLocked)
-	values      map[string]any
+	values      values
 	created     time.Time
 	lastAccess  time.Time
 	storedUntil time.Time // when memcached's copy expires; zero if unknown
@@ -117,7 +117,7 @@ func (s *Session) get(key string) (any, bool) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	v, ok := e.values[key]
+	v, ok := e.values.get(key)
 	if ok && (!e.readMutable || !s.mutated) && mutable(v) {
 		e.readMutable, s.mutated = true, true
 	}
@@ -134,8 +134,10 @@ func (s *Session) replaceDecoded(key string, raw jsonValue, v any) {
 	defer s.mu.Unlock()
 	if e := s.e; e != nil {
 		e.mu.Lock()
-		if cur, ok := e.values[key].(jsonValue); ok && string(cur) == string(raw) {
-			e.values[key] = v
+		if cur, ok := e.values.get(key); ok {
+			if cur, ok := cur.(jsonValue); ok && string(cur) == string(raw) {
+				e.values.set(key, v)
+			}
 		}
 		e.mu.Unlock()
 	}
@@ -157,7 +159,7 @@ func (s *Session) Set(key string, v any) {
 		e = s.createLocked()
 	}
 	e.mu.Lock()
-	e.values[key] = v
+	e.values.set(key, v)
 	e.dirty = true
 	e.mu.Unlock()
 }
@@ -171,14 +173,13 @@ func (s *Session) Delete(key string) {
 		return
 	}
 	e.mu.Lock()
-	if _, ok := e.values[key]; ok {
-		delete(e.values, key)
+	if e.values.remove(key) {
 		e.dirty = true
 	}
 	e.mu.Unlock()
 }
 
-// Keys returns the keys of the session's values in no particular order.
+// Keys returns the keys of the session's values, sorted.
 func (s *Session) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -188,11 +189,7 @@ func (s *Session) Keys() []string {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	keys := make([]string, 0, len(e.values))
-	for k := range e.values {
-		keys = append(keys, k)
-	}
-	return keys
+	return e.values.keys()
 }
 
 // Invalidate ends the session: its values are gone, its backup is deleted

@@ -54,12 +54,17 @@ type gobAttr struct {
 
 // Encode implements Transcoder.
 func (GobTranscoder) Encode(values map[string]any) ([]byte, error) {
+	return encodeGob(valuesOf(values))
+}
+
+// encodeGob is GobTranscoder.Encode for values already sorted.
+func encodeGob(values values) ([]byte, error) {
 	if b, ok := appendCompact(nil, values); ok {
 		return b, nil
 	}
 	attrs := make([]gobAttr, 0, len(values))
-	for _, k := range sortedKeys(values) {
-		attrs = append(attrs, gobAttr{k, values[k]})
+	for _, f := range values {
+		attrs = append(attrs, gobAttr{f.key, f.value})
 	}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(attrs); err != nil {

@@ -181,7 +181,7 @@ func TestJSONValueGet(t *testing.T) {
 	serveSession(m, "", func(s *Session) {
 		s.Set("seed", true)
 		s.mu.Lock()
-		s.e.values = values // as a takeover leaves them
+		s.e.values = valuesOf(values) // as a takeover leaves them
 		s.mu.Unlock()
 		if got := s.Get("cart"); !reflect.DeepEqual(got, map[string]any{"Items": []any{"x", "y"}}) {
 			t.Errorf(`Get("cart") = %#v, want the JSON object as a map`, got)
