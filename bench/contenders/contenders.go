@@ -90,12 +90,15 @@ func All() []Contender {
 	}
 }
 
-// Bare is the floor: the same routes with no sessions at all. Its /login
-// still sets a cookie as long as mcsession's, so the requests a load run
-// sends it are the same size as everyone else's.
+// Bare is the floor: the same routes doing the same application work with
+// no sessions at all. Its /login still sets a cookie as long as mcsession's,
+// so the requests a load run sends it are the same size as everyone
+// else's, and its /write makes the changed cart the others store (and
+// drops it), so the difference between bare and a contender is the
+// session library's.
 func Bare() Contender {
 	return Contender{Name: "bare", NoSessions: true, New: func([]string) (http.Handler, func(), error) {
-		cart := Cart(1)
+		cart := Cart(3)
 		mux := http.NewServeMux()
 		mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 			http.SetCookie(w, &http.Cookie{Name: "SESSIONID", Value: "0123456789abcdef0123456789abcdef.n1.a", Path: "/", HttpOnly: true})
@@ -104,6 +107,9 @@ func Bare() Contender {
 			w.Write([]byte(strconv.Itoa(len(cart))))
 		})
 		mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
+			if len(Changed(cart)) != len(cart) {
+				panic("Changed changed the cart's size")
+			}
 			w.Write([]byte("ok"))
 		})
 		return mux, func() {}, nil
