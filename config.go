@@ -71,15 +71,18 @@ type Config struct {
 	// encodes the session itself: if two requests of one session run at once
 	// and one changes a value in place, guard that value with your own lock.
 	// Default: false, backups are written asynchronously after the request,
-	// by workers that wait until no request is using the session.
+	// by workers that wait until no request is using the session and send
+	// the sets of the sessions changed within 2ms of each other to each node
+	// in one batch.
 	SyncBackup bool
 
 	// BackupTimeout bounds the time one synchronous backup may add to a
 	// request, across every node it tries. Default: DefaultBackupTimeout (1s).
 	BackupTimeout time.Duration
 
-	// OperationTimeout bounds every memcached call (dial, write and read).
-	// A node that does not answer within it is marked down.
+	// OperationTimeout bounds every memcached call (dial, write and read;
+	// a batch of sets is one call). A node that does not answer within it
+	// is marked down.
 	// Default: DefaultOperationTimeout (200ms).
 	OperationTimeout time.Duration
 
@@ -101,7 +104,8 @@ type Config struct {
 	Ignore func(*http.Request) bool
 
 	// BackupWorkers is the number of goroutines writing asynchronous
-	// backups. Default: DefaultBackupWorkers (4).
+	// backups, each a batch of up to 64 sessions at a time.
+	// Default: DefaultBackupWorkers (4).
 	BackupWorkers int
 
 	// BackupQueueSize bounds the asynchronous backup queue. A session that
