@@ -161,8 +161,11 @@ func TestAsyncBackupsAreBatched(t *testing.T) {
 	if st.BackupsWritten < users {
 		t.Fatalf("BackupsWritten = %d, want at least %d", st.BackupsWritten, users)
 	}
-	if st.BackupBatches == 0 || st.BackupBatches*2 > st.BackupsWritten {
-		t.Errorf("BackupBatches = %d for %d sets, want batches of two or more on average", st.BackupBatches, st.BackupsWritten)
+	// The requests arrive as fast as the client sends them; on a slow
+	// machine they may trickle in, so only some batching is certain here.
+	// TestQueuedSessionsGoOutInFullBatches pins the batch size.
+	if st.BackupBatches == 0 || st.BackupBatches >= st.BackupsWritten {
+		t.Errorf("BackupBatches = %d for %d sets, want fewer batches than sets", st.BackupBatches, st.BackupsWritten)
 	}
 	t.Logf("%d sets in %d batches", st.BackupsWritten, st.BackupBatches)
 
@@ -239,6 +242,48 @@ func TestSetterBatchOnEmbeddedServer(t *testing.T) {
 		it, err := c.Get(op.key)
 		if err != nil || !bytes.Equal(it.Value, op.blob) {
 			t.Errorf("op %d: get: %v", i, err)
+		}
+	}
+}
+
+// Sessions queued together go out together: 150 sessions queued at once
+// are written in three or so batches (at most 64 sets each), and each
+// lands under its own key with its own value.
+func TestQueuedSessionsGoOutInFullBatches(t *testing.T) {
+	servers := memcachetest.StartN(t, 1)
+	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a", BackupWorkers: 1})
+	const n = 150
+	entries := make([]*entry, n)
+	for i := range entries {
+		e := m.create()
+		e.mu.Lock()
+		e.values.set("user", fmt.Sprintf("u%d", i))
+		e.mu.Unlock()
+		entries[i] = e
+	}
+	// One worker, busy collecting the first session for 2 ms: every other
+	// session is queued before it sends.
+	for _, e := range entries {
+		m.backup.schedule(e)
+	}
+	waitIdle(t, m)
+	st := m.Stats()
+	if st.BackupsWritten != n {
+		t.Fatalf("BackupsWritten = %d, want %d", st.BackupsWritten, n)
+	}
+	if min := uint64((n + maxBatch - 1) / maxBatch); st.BackupBatches < min || st.BackupBatches > min+2 {
+		t.Errorf("BackupBatches = %d for %d sessions queued at once, want %d to %d (batches of up to %d)", st.BackupBatches, n, min, min+2, maxBatch)
+	}
+	other := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "b"})
+	for i, e := range entries {
+		id, _ := parseID(e.id, true)
+		l := other.backup.load(id)
+		if l.e == nil {
+			t.Errorf("session %d: not in memcached", i)
+			continue
+		}
+		if v, _ := l.e.values.get("user"); v != fmt.Sprintf("u%d", i) {
+			t.Errorf("session %d: stored %v, want u%d", i, v, i)
 		}
 	}
 }
