@@ -139,7 +139,7 @@ func (b *backup) storeBatch(batch []*entry) {
 		op, err := b.prepareStore(e, false)
 		if op == nil {
 			if b.worthRetrying(err, deadline) {
-				err = b.storeLocked(e, deadline, false, err)
+				err = b.storeLocked(e, deadline, false)
 			}
 			e.writeMu.Unlock()
 			b.settle(e, err)
@@ -152,7 +152,7 @@ func (b *backup) storeBatch(batch []*entry) {
 		e := op.e
 		err := b.finishSet(op)
 		if b.worthRetrying(err, deadline) {
-			err = b.storeLocked(e, deadline, false, err)
+			err = b.storeLocked(e, deadline, false)
 		}
 		e.writeMu.Unlock()
 		b.settle(e, err)
@@ -410,18 +410,13 @@ var errBusy = errors.New("mcsession: session in use by a request; backup deferre
 func (b *backup) store(e *entry, deadline time.Time, inRequest bool) error {
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
-	return b.storeLocked(e, deadline, inRequest, nil)
+	return b.storeLocked(e, deadline, inRequest)
 }
 
-// storeLocked is store with e.writeMu held. If failed is not nil it is the
-// outcome of a first pass already made (a set of a batch).
-func (b *backup) storeLocked(e *entry, deadline time.Time, inRequest bool, failed error) error {
+// storeLocked is store with e.writeMu held.
+func (b *backup) storeLocked(e *entry, deadline time.Time, inRequest bool) error {
 	for {
-		err := failed
-		if err == nil {
-			err = b.storeOnce(e, inRequest)
-		}
-		failed = nil
+		err := b.storeOnce(e, inRequest)
 		if !b.worthRetrying(err, deadline) {
 			return err
 		}
