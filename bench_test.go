@@ -98,3 +98,24 @@ func BenchmarkSticky(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStickyReadSpread reads sessions picked in turn from 10,000 held
+// locally, so the lookup meets the cache misses of a real server's mix
+// rather than one hot session.
+func BenchmarkStickyReadSpread(b *testing.B) {
+	m := newTestManager(b, Config{})
+	reqs := make([]*http.Request, 10000)
+	for i := range reqs {
+		reqs[i] = benchSession(b, m)
+	}
+	h := m.Middleware(benchRead)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, reqs[i])
+		i = (i + 7919) % len(reqs)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 
 	"github.com/mcsession/mcsession/internal/nodespec"
 )
@@ -67,8 +68,7 @@ func parseID(s string, withNode bool) (sessionID, bool) {
 		return id, false
 	}
 	for i := 0; i < randomLen; i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if c := s[i]; c-'0' > 9 && c-'a' > 5 { // bytes wrap: one compare per range
 			return id, false
 		}
 	}
@@ -104,6 +104,25 @@ func parseID(s string, withNode bool) (sessionID, bool) {
 	}
 	id.route = rest[1:]
 	return id, true
+}
+
+// splitID splits an ID that parseID has accepted with the same withNode,
+// without checking it again.
+func splitID(s string, withNode bool) sessionID {
+	id := sessionID{random: s[:randomLen]}
+	rest := s[randomLen:]
+	if withNode {
+		rest = rest[1:]
+		i := strings.IndexByte(rest, '.')
+		if i < 0 {
+			i = len(rest)
+		}
+		id.node, rest = rest[:i], rest[i:]
+	}
+	if rest != "" {
+		id.route = rest[1:]
+	}
+	return id
 }
 
 // memcacheKey derives the memcached key of a session from its whole ID, so a

@@ -31,6 +31,10 @@ func TestParseID(t *testing.T) {
 		{"long random", testRandom + "0", false, sessionID{}, false},
 		{"uppercase hex", strings.ToUpper(testRandom), false, sessionID{}, false},
 		{"non-hex", "g" + testRandom[1:], false, sessionID{}, false},
+		{"just below 0", "/" + testRandom[1:], false, sessionID{}, false},
+		{"just above 9", testRandom[:31] + ":", false, sessionID{}, false},
+		{"just below a", testRandom[:10] + "`" + testRandom[11:], false, sessionID{}, false},
+		{"high byte", testRandom[:5] + "\xe1" + testRandom[6:], false, sessionID{}, false},
 		{"control character", testRandom[:16] + "\x00" + testRandom[17:], false, sessionID{}, false},
 		{"control character in route", testRandom + ".ap\tp", false, sessionID{}, false},
 		{"space in node", testRandom + ".n 1", true, sessionID{}, false},
@@ -59,6 +63,9 @@ func TestParseID(t *testing.T) {
 			if ok {
 				if s := got.String(); s != tt.in {
 					t.Errorf("parseID(%q).String() = %q, want %q", tt.in, s, tt.in)
+				}
+				if split := splitID(tt.in, tt.withNode); split != got {
+					t.Errorf("splitID(%q, %v) = %+v, want %+v", tt.in, tt.withNode, split, got)
 				}
 			}
 		})
@@ -165,8 +172,8 @@ func TestLegalKey(t *testing.T) {
 }
 
 // FuzzParseID checks that parseID never panics, that every ID it accepts
-// has the documented shape and formats back to the same string, and that
-// its memcached key is legal.
+// has the documented shape, formats back to the same string and splits the
+// same with splitID, and that its memcached key is legal.
 func FuzzParseID(f *testing.F) {
 	f.Add(testRandom, false)
 	f.Add(testRandom+".n1.app1", true)
@@ -180,6 +187,9 @@ func FuzzParseID(f *testing.F) {
 		}
 		if got := id.String(); got != s {
 			t.Fatalf("parseID(%q, %v).String() = %q, want %q", s, withNode, got, s)
+		}
+		if got := splitID(s, withNode); got != id {
+			t.Fatalf("splitID(%q, %v) = %+v, want parseID's %+v", s, withNode, got, id)
 		}
 		if len(s) < randomLen || len(s) > maxIDLen {
 			t.Fatalf("parseID(%q, %v) accepted %d bytes, want %d..%d", s, withNode, len(s), randomLen, maxIDLen)

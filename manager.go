@@ -127,19 +127,16 @@ func (m *Manager) SetNodes(nodes, failover string) error {
 }
 
 // resolve returns the session a request's cookie names, or nil, acquired
-// for the request (see entry.acquire). It looks in process memory first and,
-// on a miss, in memcached (a takeover). A cookie that does not parse is no
-// session: nothing is looked up. gone reports that
+// for the request (see entry.acquire). cookie is "" or an ID that parseID
+// accepted (Manager.sessionCookie). It looks in process memory first and,
+// on a miss, in memcached (a takeover). gone reports that
 // the cookie names a session that certainly no longer exists, so the client
 // can be told to drop it; it is false when memcached could not be asked.
 func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 	if cookie == "" {
 		return nil, false
 	}
-	id, ok := parseID(cookie, m.backup != nil)
-	if !ok {
-		return nil, false
-	}
+	id := splitID(cookie, m.backup != nil)
 	now := time.Now()
 	if e, ok := m.sessions.Get(id.random); ok {
 		e.mu.Lock()

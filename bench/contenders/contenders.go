@@ -80,6 +80,7 @@ func itemsParam(r *http.Request) int {
 func All() []Contender {
 	return []Contender{
 		Bare(),
+		BareHeader(),
 		MCSession("mcsession/inprocess", false, false),
 		MCSession("mcsession/async", true, false),
 		MCSession("mcsession/sync", true, true),
@@ -98,20 +99,44 @@ func All() []Contender {
 // session library's.
 func Bare() Contender {
 	return Contender{Name: "bare", NoSessions: true, New: func([]string) (http.Handler, func(), error) {
-		cart := Cart(3)
-		mux := http.NewServeMux()
-		mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
-			http.SetCookie(w, &http.Cookie{Name: "SESSIONID", Value: "0123456789abcdef0123456789abcdef.n1.a", Path: "/", HttpOnly: true})
-		})
-		mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
-			w.Write([]byte(strconv.Itoa(len(cart))))
-		})
-		mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
-			if len(Changed(cart)) != len(cart) {
-				panic("Changed changed the cart's size")
-			}
-			w.Write([]byte("ok"))
-		})
-		return mux, func() {}, nil
+		return bareApp(false), func() {}, nil
 	}}
+}
+
+// BareHeader is Bare with one response header set by every route
+// (Content-Type, as handlers that answer JSON or HTML set it). net/http
+// writes a response whose handler set no header on a fast path; the first
+// header costs a header map, its clone and a sorted write. Every session
+// library sets at least one header (Vary or Set-Cookie), so this is the
+// floor for the same header work.
+func BareHeader() Contender {
+	return Contender{Name: "bare/header", NoSessions: true, New: func([]string) (http.Handler, func(), error) {
+		return bareApp(true), func() {}, nil
+	}}
+}
+
+func bareApp(header bool) http.Handler {
+	cart := Cart(3)
+	setHeader := func(w http.ResponseWriter) {
+		if header {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		setHeader(w)
+		http.SetCookie(w, &http.Cookie{Name: "SESSIONID", Value: "0123456789abcdef0123456789abcdef.n1.a", Path: "/", HttpOnly: true})
+	})
+	mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
+		setHeader(w)
+		w.Write([]byte(strconv.Itoa(len(cart))))
+	})
+	mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
+		if len(Changed(cart)) != len(cart) {
+			panic("Changed changed the cart's size")
+		}
+		setHeader(w)
+		w.Write([]byte("ok"))
+	})
+	return mux
 }

@@ -301,24 +301,42 @@ type result struct {
 	other   float64       // CPUs busy with anything else, averaged over the same span; <0 unknown
 	err     error
 
-	// With -rounds > 1: the ratio of req/s to bare's in the same round,
-	// median and range over the rounds (0 if there is no bare).
-	ratio, ratioLo, ratioHi float64
-	rounds                  int
+	// ratios to each of floors: req/s over the floor's in the same round,
+	// median and range over the rounds (zero if the floor was not run).
+	ratios [len(floors)]ratio
+	rounds int
+}
+
+// floors are the contenders every other one is compared with: bare, and
+// bare/header, the floor for handlers that set a response header.
+var floors = [...]string{"bare", "bare/header"}
+
+// ratio is a contender's req/s over a floor's: the median over the rounds
+// and the range.
+type ratio struct{ mid, lo, hi float64 }
+
+// ratiosIn returns r's ratio to each floor in one round.
+func ratiosIn(r result, round []result) [len(floors)]float64 {
+	var out [len(floors)]float64
+	for i, f := range floors {
+		for _, b := range round {
+			if b.name == f && b.err == nil && b.gen.rps() > 0 && r.err == nil {
+				out[i] = r.gen.rps() / b.gen.rps()
+			}
+		}
+	}
+	return out
 }
 
 // combineRounds turns the results of every round (each in contender order)
 // into one line per contender: the round with the median req/s, and the
-// median and range of its ratio to bare's req/s in the same round. A
+// median and range of its ratio to each floor's req/s in the same round. A
 // contender that failed in any round is shown failed.
 func combineRounds(rounds [][]result) []result {
-	if len(rounds) == 1 {
-		return rounds[0]
-	}
 	var out []result
 	for j := range rounds[0] {
 		var ok []result
-		var ratios []float64
+		var perFloor [len(floors)][]float64
 		var failed *result
 		for _, round := range rounds {
 			r := round[j]
@@ -327,9 +345,9 @@ func combineRounds(rounds [][]result) []result {
 				continue
 			}
 			ok = append(ok, r)
-			for _, b := range round {
-				if b.name == "bare" && b.err == nil && b.gen.rps() > 0 {
-					ratios = append(ratios, r.gen.rps()/b.gen.rps())
+			for i, x := range ratiosIn(r, round) {
+				if x > 0 {
+					perFloor[i] = append(perFloor[i], x)
 				}
 			}
 		}
@@ -340,9 +358,11 @@ func combineRounds(rounds [][]result) []result {
 		slices.SortFunc(ok, func(x, y result) int { return cmp.Compare(x.gen.rps(), y.gen.rps()) })
 		r := ok[len(ok)/2]
 		r.rounds = len(ok)
-		if len(ratios) > 0 {
-			slices.Sort(ratios)
-			r.ratio, r.ratioLo, r.ratioHi = median(ratios), ratios[0], ratios[len(ratios)-1]
+		for i, xs := range perFloor {
+			if len(xs) > 0 {
+				slices.Sort(xs)
+				r.ratios[i] = ratio{median(xs), xs[0], xs[len(xs)-1]}
+			}
 		}
 		out = append(out, r)
 	}
