@@ -438,7 +438,7 @@ func (b *backup) storeOnce(e *entry, inRequest bool) error {
 	if op == nil {
 		return err
 	}
-	b.send(op.n, []*setOp{op})
+	b.sendJoined(op)
 	return b.finishSet(op)
 }
 
@@ -450,9 +450,10 @@ type setOp struct {
 	key   string
 	blob  []byte
 	exp   int32
-	until time.Time // what exp stands for
-	hash  uint64    // of the values written
-	err   error     // memcached's answer, set by send
+	until time.Time     // what exp stands for
+	hash  uint64        // of the values written
+	err   error         // memcached's answer, set by send
+	turn  chan []*setOp // a queued sendJoined's wake-up: nil when sent, else the batch to send
 }
 
 // prepareStore does the part of a pass that needs no set: it deletes the

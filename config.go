@@ -70,6 +70,8 @@ type Config struct {
 	// client's next request sees the change on any instance. The request
 	// encodes the session itself: if two requests of one session run at once
 	// and one changes a value in place, guard that value with your own lock.
+	// Requests whose stores to one node overlap share a write (group
+	// commit): a store waits for at most the batch already on the wire.
 	// Default: false, backups are written asynchronously after the request,
 	// by workers that wait until no request is using the session and send
 	// the sets of the sessions changed within 2ms of each other to each node

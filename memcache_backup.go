@@ -44,6 +44,7 @@ type node struct {
 	nodespec.Node
 	client *memcache.Client
 	setter *setter // sets, batched; client does everything else
+	joiner joiner  // single stores that overlap share a batch (commit.go)
 	up     atomic.Bool
 
 	// mu guards the probe schedule.

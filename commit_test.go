@@ -1,0 +1,156 @@
+package mcsession
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcsession/mcsession/internal/memcachetest"
+)
+
+// joinerOf returns the group commit state of node id of m.
+func joinerOf(m *Manager, id string) *joiner {
+	return &m.backup.nodes.Load().byID[id].joiner
+}
+
+// state reports whether a batch is in flight and how many sets queue.
+func (j *joiner) state() (busy bool, waiting int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.busy, len(j.waiting)
+}
+
+// startStores sends a /set for each browser from its own goroutine, in
+// order, the first alone until it is in flight and the others queued
+// behind it, and returns a wait for all the responses.
+func startStores(t *testing.T, in *instance, j *joiner, browsers []*browser, value func(i int) string) (wait func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i, br := range browsers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, _ := br.do(in, http.MethodPost, "/set?key=v&value="+value(i)); code != http.StatusOK {
+				t.Errorf("user %d: status %d", i, code)
+			}
+		}()
+		if i == 0 {
+			eventually(t, 5*time.Second, "the first store in flight", func() bool { busy, _ := j.state(); return busy })
+		}
+	}
+	eventually(t, 5*time.Second, fmt.Sprintf("%d stores queued behind the first", len(browsers)-1), func() bool {
+		_, n := j.state()
+		return n == len(browsers)-1
+	})
+	return wg.Wait
+}
+
+// Synchronous stores that overlap share a batch: while one set waits for a
+// paused memcached, ten more queue, and all ten go in the next write. Each
+// session is then readable by another instance.
+func TestSyncStoresShareABatch(t *testing.T) {
+	servers := memcachetest.StartN(t, 1)
+	cfg := Config{Nodes: nodesOf(servers...), Route: "a", SyncBackup: true,
+		OperationTimeout: 5 * time.Second, BackupTimeout: 8 * time.Second}
+	a := newInstance(t, cfg)
+	browsers := make([]*browser, 11)
+	for i := range browsers {
+		browsers[i] = newBrowser(t)
+		browsers[i].do(a, http.MethodPost, "/set?key=v&value=first")
+	}
+	before, ops := a.m.Stats(), servers[0].Ops(t)
+
+	servers[0].Pause()
+	wait := startStores(t, a, joinerOf(a.m, "n1"), browsers, func(i int) string { return fmt.Sprint(i) })
+	servers[0].Resume()
+	wait()
+
+	after := a.m.Stats()
+	if got := after.BackupsWritten - before.BackupsWritten; got != 11 {
+		t.Errorf("BackupsWritten grew by %d, want 11", got)
+	}
+	if got := after.BackupBatches - before.BackupBatches; got != 2 {
+		t.Errorf("BackupBatches grew by %d, want 2 (the one in flight, then the ten queued behind it)", got)
+	}
+	if got := opsDelta(t, servers[0], ops); got != 11 {
+		t.Errorf("memcached served %d operations, want 11 sets", got)
+	}
+	if busy, n := joinerOf(a.m, "n1").state(); busy || n != 0 {
+		t.Errorf("after the stores: busy %v, %d queued, want idle", busy, n)
+	}
+	a.crash()
+	b := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "b"})
+	for i, br := range browsers {
+		if _, got := br.do(b, http.MethodGet, "/get?key=v"); got != fmt.Sprint(i) {
+			t.Errorf("user %d after the owner crashed: %q, want %d", i, got, i)
+		}
+	}
+}
+
+// Sets queued behind a batch that finds its node dead are not sent there:
+// they fail at once and move to the other node, with the one that was in
+// flight.
+func TestQueuedSyncStoresMoveOffAKilledNode(t *testing.T) {
+	servers := memcachetest.StartN(t, 2)
+	cfg := Config{Nodes: nodesOf(servers...), Route: "a", SyncBackup: true,
+		OperationTimeout: 5 * time.Second, BackupTimeout: 8 * time.Second}
+	a := newInstance(t, cfg)
+	var onN1 []*browser // users whose sessions live on n1
+	for len(onN1) < 6 {
+		br := newBrowser(t)
+		br.do(a, http.MethodPost, "/set?key=v&value=first")
+		if strings.Contains(br.sessionID(a), ".n1.") {
+			onN1 = append(onN1, br)
+		}
+	}
+	opsN2 := servers[1].Ops(t)
+
+	servers[0].Pause()
+	wait := startStores(t, a, joinerOf(a.m, "n1"), onN1, func(i int) string { return fmt.Sprint("v", i) })
+	servers[0].Kill() // the set in flight sees the connection close
+	wait()
+
+	if got := opsDelta(t, servers[1], opsN2); got != uint64(len(onN1)) {
+		t.Errorf("n2 served %d operations, want %d sets (every session moved once)", got, len(onN1))
+	}
+	for i, br := range onN1 {
+		br.do(a, http.MethodGet, "/get?key=v") // brings the new cookie if the ID changed after the response
+		if id := br.sessionID(a); !strings.Contains(id, ".n2.") {
+			t.Errorf("user %d: ID %q after n1 died, want it on n2", i, id)
+		}
+	}
+	a.crash()
+	b := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "b"})
+	for i, br := range onN1 {
+		if _, got := br.do(b, http.MethodGet, "/get?key=v"); got != fmt.Sprint("v", i) {
+			t.Errorf("user %d after the owner crashed: %q, want v%d", i, got, i)
+		}
+	}
+}
+
+// A set for a node marked down is not sent: it fails at once with an error
+// that moves the session to another node.
+func TestSetToADownNodeIsNotSent(t *testing.T) {
+	servers := memcachetest.StartN(t, 1)
+	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a"})
+	n := m.backup.nodes.Load().byID["n1"]
+	m.backup.markDown(n, errors.New("test: marked down"))
+	ops := servers[0].Ops(t)
+
+	op := &setOp{n: n, key: "k", blob: []byte("v"), exp: 60}
+	m.backup.sendJoined(op)
+	var ne *NodeError
+	if !errors.Is(op.err, errNotSent) || !errors.As(op.err, &ne) || ne.Node != "n1" || classify(op.err) != classUnreachable {
+		t.Errorf("set to a down node: err = %v, want a NodeError for n1 wrapping errNotSent, classed unreachable", op.err)
+	}
+	if got := opsDelta(t, servers[0], ops); got != 0 {
+		t.Errorf("memcached served %d operations, want none", got)
+	}
+	if busy, q := n.joiner.state(); busy || q != 0 {
+		t.Errorf("after the set: busy %v, %d queued, want idle", busy, q)
+	}
+}
