@@ -94,7 +94,12 @@ func (b *backup) work() {
 }
 
 // collect appends to batch the next queued session and those queued within
-// batchWindow after it, up to maxBatch. It returns nil on Close.
+// batchWindow after it, up to maxBatch. It returns nil on Close. While it
+// waits out the window the sessions queued meanwhile stay in the channel:
+// a send to a buffered channel that nobody waits on wakes nobody, where a
+// collector receiving each one would be woken (a system call on a
+// virtual machine) once per session. When the queue already holds a full
+// batch there is nothing to wait for.
 func (b *backup) collect(batch []*entry, t *time.Timer) []*entry {
 	b.collectMu.Lock()
 	defer b.collectMu.Unlock()
@@ -104,15 +109,26 @@ func (b *backup) collect(batch []*entry, t *time.Timer) []*entry {
 	case e := <-b.queue:
 		batch = append(batch, e)
 	}
+	if batch = b.drain(batch); len(batch) == maxBatch {
+		return batch
+	}
 	t.Reset(batchWindow)
 	defer t.Stop()
+	select {
+	case <-b.m.stop:
+		return nil
+	case <-t.C:
+	}
+	return b.drain(batch)
+}
+
+// drain appends the sessions queued now to batch, up to maxBatch.
+func (b *backup) drain(batch []*entry) []*entry {
 	for len(batch) < maxBatch {
 		select {
-		case <-b.m.stop:
-			return nil
 		case e := <-b.queue:
 			batch = append(batch, e)
-		case <-t.C:
+		default:
 			return batch
 		}
 	}

@@ -29,8 +29,28 @@ type Session struct {
 	mutated  bool   // a mutable value was read: it may change until the request ends
 }
 
-// entry is a session's state, shared by every request that uses it.
+// entry is a session's state, shared by every request that uses it. The
+// fields a request reads come first, so a lookup among many sessions
+// touches as few cache lines as it can; those only backups use come last.
 type entry struct {
+	// mu guards the fields up to writeMu.
+	mu          sync.Mutex
+	removed     bool // expired or invalidated: delete from memcached, never store again
+	dirty       bool // changed since the last backup began
+	readMutable bool // a mutable value was handed out since the last backup began
+	unstorable  bool // the last backup failed in a way only a change can fix
+	queued      bool // waiting in the backup queue
+	active      int  // requests using the session now: no async encode while > 0
+	lastAccess  time.Time
+	values      values
+	node        string    // the ID's node part; "" without memcached (set by setID)
+	id          string    // the whole current ID (set by setID)
+	storedUntil time.Time // when memcached's copy expires; zero if unknown
+	created     time.Time
+	random      string   // the ID's random part, the local map's key (set by setID)
+	key, keyOf  string   // memcached key of the ID keyOf (see backup.keyLocked)
+	renamed     []string // random parts before RenewID, tombstoned until the next store
+
 	// writeMu serialises backups of this session, so a write of an older
 	// state can never land after a write of a newer one. It is taken before mu.
 	writeMu sync.Mutex
@@ -39,24 +59,6 @@ type entry struct {
 	storedNode string // node of the last write, or of the copy a takeover loaded
 	storedKey  string // key of that copy; deleted once the session is stored under another
 	rejected   uint64 // hash of the last payload that could not be stored (too large, say)
-
-	// mu guards the fields below.
-	mu          sync.Mutex
-	random      string // the ID's random part, the local map's key (set by setID)
-	node        string // the ID's node part; "" without memcached (set by setID)
-	id          string // the whole current ID (set by setID)
-	key, keyOf  string // memcached key of the ID keyOf (see backup.keyLocked)
-	values      values
-	created     time.Time
-	lastAccess  time.Time
-	storedUntil time.Time // when memcached's copy expires; zero if unknown
-	dirty       bool      // changed since the last backup began
-	readMutable bool      // a mutable value was handed out since the last backup began
-	removed     bool      // expired or invalidated: delete from memcached, never store again
-	unstorable  bool      // the last backup failed in a way only a change can fix
-	active      int       // requests using the session now: no async encode while > 0
-	renamed     []string  // random parts before RenewID, tombstoned until the next store
-	queued      bool      // waiting in the backup queue
 }
 
 // ID returns the session ID, or "" if the request has no session yet.
