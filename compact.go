@@ -302,7 +302,7 @@ func fingerprint(seed maphash.Seed, values values) (uint64, bool) {
 			h.WriteByte(tagStrings)
 			putInt(uint64(len(v)))
 			for _, s := range v {
-				putString(s)
+				putInt(maphash.String(seed, s)) // one call per item, not two writes
 			}
 		case map[string]string:
 			h.WriteByte(tagStringMap)
