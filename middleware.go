@@ -17,12 +17,13 @@ func FromContext(ctx context.Context) *Session {
 }
 
 // request is the session state of one request. It is one allocation: the
-// Session, the response writer and the context that carries the Session
-// live inside it.
+// Session, the response writer, the context that carries the Session and
+// the copy of the http.Request that carries the context live inside it.
 type request struct {
 	session Session
 	writer  responseWriter
 	ctx     sessionContext
+	req     http.Request
 }
 
 // sessionContext is the request's context with its Session added: what
@@ -48,20 +49,28 @@ func (c *sessionContext) Value(key any) any {
 // all of that.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m.stats.requests.Add(1)
-		if m.cfg.Ignore != nil && m.cfg.Ignore(r) {
-			m.stats.requestsIgnored.Add(1)
-			s := &Session{m: m, resolved: true}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
-			return
-		}
-		rq := &request{}
-		rq.session = Session{m: m, w: &rq.writer, cookie: m.sessionCookie(r)}
-		rq.writer = responseWriter{ResponseWriter: w, rq: rq}
-		rq.ctx = sessionContext{Context: r.Context(), s: &rq.session}
-		defer rq.finish()
-		next.ServeHTTP(&rq.writer, r.WithContext(&rq.ctx))
+		m.serve(next, w, r)
 	})
+}
+
+// serve is the Middleware's handler. It is a method rather than the
+// closure's body so that it is compiled once, here: the copy of r below
+// then stays inside rq's allocation wherever the Middleware is inlined.
+func (m *Manager) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	m.stats.requests.Add(1)
+	if m.cfg.Ignore != nil && m.cfg.Ignore(r) {
+		m.stats.requestsIgnored.Add(1)
+		s := &Session{m: m, resolved: true}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
+		return
+	}
+	rq := &request{}
+	rq.session = Session{m: m, w: &rq.writer, cookie: m.sessionCookie(r)}
+	rq.writer = responseWriter{ResponseWriter: w, rq: rq}
+	rq.ctx = sessionContext{Context: r.Context(), s: &rq.session}
+	rq.req = *r.WithContext(&rq.ctx) // what WithContext allocates, inside rq
+	defer rq.finish()
+	next.ServeHTTP(&rq.writer, &rq.req)
 }
 
 // beforeResponse runs just before the status line: with SyncBackup it
