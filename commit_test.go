@@ -154,3 +154,37 @@ func TestSetToADownNodeIsNotSent(t *testing.T) {
 		t.Errorf("after the set: busy %v, %d queued, want idle", busy, q)
 	}
 }
+
+// Many users writing at once with SyncBackup: every store shares batches
+// with whatever else is in flight, and each user's last value is the one
+// another instance reads after the owner crashes.
+func TestConcurrentSyncUsersLoseNothing(t *testing.T) {
+	servers := memcachetest.StartN(t, 2)
+	a := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", SyncBackup: true})
+	const users, writes = 30, 10
+	browsers := make([]*browser, users)
+	var wg sync.WaitGroup
+	for i := range browsers {
+		browsers[i] = newBrowser(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range writes {
+				browsers[i].do(a, http.MethodPost, fmt.Sprintf("/set?key=v&value=%d-%d", i, w))
+			}
+		}()
+	}
+	wg.Wait()
+	st := a.m.Stats()
+	if st.BackupsWritten < users*writes || st.BackupBatches > st.BackupsWritten {
+		t.Errorf("BackupsWritten %d, BackupBatches %d: want at least %d writes, in no more batches than writes", st.BackupsWritten, st.BackupBatches, users*writes)
+	}
+	t.Logf("%d sets in %d batches", st.BackupsWritten, st.BackupBatches)
+	a.crash()
+	b := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "b"})
+	for i, br := range browsers {
+		if _, got := br.do(b, http.MethodGet, "/get?key=v"); got != fmt.Sprintf("%d-%d", i, writes-1) {
+			t.Errorf("user %d after the owner crashed: %q, want %d-%d", i, got, i, writes-1)
+		}
+	}
+}
