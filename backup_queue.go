@@ -338,8 +338,11 @@ func (e errPermanent) Unwrap() error { return e.error }
 
 // retryable reports whether a failed backup should be retried later.
 func retryable(err error) bool {
+	if err == nil {
+		return false // before the target below, which escapes: no allocation for a success
+	}
 	var p errPermanent
-	return err != nil && !errors.As(err, &p)
+	return !errors.As(err, &p)
 }
 
 // checkInPlaceLocked settles, on the request's goroutine, whether a session
@@ -443,8 +446,11 @@ func (b *backup) storeLocked(e *entry, deadline time.Time, inRequest bool) error
 // worthRetrying reports whether err is a node found unreachable and
 // deadline leaves time for another node.
 func (b *backup) worthRetrying(err error, deadline time.Time) bool {
+	if err == nil {
+		return false // as in retryable: no allocation for a success
+	}
 	var ne *NodeError
-	return err != nil && errors.As(err, &ne) && classify(ne.Err) == classUnreachable &&
+	return errors.As(err, &ne) && classify(ne.Err) == classUnreachable &&
 		time.Until(deadline) >= b.m.cfg.OperationTimeout
 }
 
