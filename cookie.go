@@ -59,14 +59,24 @@ func (m *Manager) setCookie(h http.Header, id string) {
 
 // addVaryCookie adds "Vary: Cookie" to h unless it is there already: a
 // response that depends on the session must not be served to others by a
-// shared cache.
-func addVaryCookie(h http.Header) {
-	for _, v := range h["Vary"] {
-		for _, f := range strings.Split(v, ",") {
+// shared cache. When h has no Vary yet, the value's slice is spare, storage
+// the caller owns for the request, rather than a new allocation; its
+// capacity of one makes a later Add by the handler copy it.
+func addVaryCookie(h http.Header, spare *[1]string) {
+	vs := h["Vary"]
+	for _, v := range vs {
+		for v != "" {
+			var f string
+			f, v, _ = strings.Cut(v, ",")
 			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, "Cookie") {
 				return
 			}
 		}
 	}
-	h.Add("Vary", "Cookie")
+	if len(vs) == 0 {
+		spare[0] = "Cookie"
+		h["Vary"] = spare[:]
+		return
+	}
+	h["Vary"] = append(vs, "Cookie")
 }

@@ -261,9 +261,19 @@ func TestAddVaryCookie(t *testing.T) {
 			if tt.in != nil {
 				h["Vary"] = slices.Clone(tt.in)
 			}
-			addVaryCookie(h)
+			var spare [1]string
+			addVaryCookie(h, &spare)
 			if got := h.Values("Vary"); !slices.Equal(got, tt.want) {
 				t.Errorf("addVaryCookie(Vary: %q) = %q, want %q", tt.in, got, tt.want)
+			}
+			// A handler adding its own Vary afterwards must not write
+			// into the request's spare storage.
+			h.Add("Vary", "Accept-Language")
+			if spare[0] != "" && spare[0] != "Cookie" {
+				t.Errorf("after Add: spare = %q, want Cookie or empty", spare[0])
+			}
+			if got := h.Values("Vary"); got[len(got)-1] != "Accept-Language" || len(got) != len(tt.want)+1 {
+				t.Errorf("after Add: Vary = %q, want %q then Accept-Language", got, tt.want)
 			}
 		})
 	}

@@ -24,6 +24,7 @@ type request struct {
 	writer  responseWriter
 	ctx     sessionContext
 	req     http.Request
+	vary    [1]string // the Vary header's value, when the handler set none
 }
 
 // sessionContext is the request's context with its Session added: what
@@ -86,7 +87,7 @@ func (rq *request) beforeResponse() {
 		return
 	}
 	h := rq.writer.Header()
-	addVaryCookie(h)
+	addVaryCookie(h, &rq.vary)
 	e := s.e
 	if e == nil {
 		if (s.ended || s.gone) && s.cookie != "" {

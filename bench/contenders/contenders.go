@@ -81,6 +81,7 @@ func All() []Contender {
 	return []Contender{
 		Bare(),
 		BareHeader(),
+		FloorSession(),
 		MCSession("mcsession/inprocess", false, false),
 		MCSession("mcsession/async", true, false),
 		MCSession("mcsession/sync", true, true),

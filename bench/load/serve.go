@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mcsession/mcsession"
 	"github.com/mcsession/mcsession/bench/contenders"
 )
 
@@ -87,7 +88,22 @@ func serve(name, nodeList string) int {
 		srv.Close()
 	}
 	closeApp()
+	if os.Getenv("MCLOAD_STATS") != "" {
+		printStats(name, h)
+	}
 	return code
+}
+
+// printStats writes the server's context switches and, for mcsession, its
+// Stats to stderr: what a profile does not show about wake-ups and batches.
+func printStats(name string, h http.Handler) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		fmt.Fprintf(os.Stderr, "load -serve %s: context switches: %d voluntary, %d involuntary\n", name, ru.Nvcsw, ru.Nivcsw)
+	}
+	if s, ok := h.(interface{ Stats() mcsession.Stats }); ok {
+		fmt.Fprintf(os.Stderr, "load -serve %s: %+v\n", name, s.Stats())
+	}
 }
 
 // startCPUProfile profiles the server process into dir/<name>.pprof (the
