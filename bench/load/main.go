@@ -15,7 +15,9 @@
 // (auto, wrk or go), -rounds (1: run the contenders that many times,
 // interleaved, and report medians: on a shared two-core machine one round's
 // figures move by 10-20% from run to run). MCLOAD_CPUPROFILE=dir writes each
-// server's CPU and allocation profiles there. Progress goes to stderr, the markdown report to
+// server's CPU and allocation profiles there; MCLOAD_STATS=1 makes each
+// server print its context switches and, for mcsession, its Stats (batch
+// sizes, skipped backups) to stderr when it stops. Progress goes to stderr, the markdown report to
 // stdout. Memcached must be on PATH for the contenders that need it; without
 // it they are skipped, and said so.
 //
@@ -307,9 +309,10 @@ type result struct {
 	rounds int
 }
 
-// floors are the contenders every other one is compared with: bare, and
-// bare/header, the floor for handlers that set a response header.
-var floors = [...]string{"bare", "bare/header"}
+// floors are the contenders every other one is compared with: bare;
+// bare/header, the floor for handlers that set a response header; and
+// floor/session, the least any session middleware can do.
+var floors = [...]string{"bare", "bare/header", "floor/session"}
 
 // ratio is a contender's req/s over a floor's: the median over the rounds
 // and the range.
