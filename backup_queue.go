@@ -345,36 +345,6 @@ func retryable(err error) bool {
 	return !errors.As(err, &p)
 }
 
-// checkInPlaceLocked settles, on the request's goroutine, whether a session
-// whose only possible change is a value changed in place (a mutable value
-// was read) differs from its backup. Most reads change nothing; encoding
-// here (a few hundred nanoseconds for a small session) is far cheaper than
-// queueing the session for a worker that would encode it anyway. Unchanged:
-// the read is forgotten. Changed: the session is marked dirty and stored
-// as usual. It is called with e.mu held by the last request to release e,
-// so no handler can be changing a value meanwhile. It gives up, leaving the
-// session to the queue, if a write of it is in flight (its hash is about to
-// change) or it was never stored.
-func (b *backup) checkInPlaceLocked(e *entry) {
-	if !e.writeMu.TryLock() {
-		return
-	}
-	defer e.writeMu.Unlock()
-	if e.storedKey == "" || e.unstorable {
-		return
-	}
-	h, err := b.m.valuesHash(e.values)
-	if err != nil {
-		return // the worker reports it
-	}
-	if h == e.storedHash {
-		e.readMutable = false
-		b.m.stats.backupsSkipped.Add(1)
-		return
-	}
-	e.dirty = true
-}
-
 // encode runs the Transcoder, turning a panic (a value's MarshalJSON or
 // GobEncode on a nil receiver, say) into an error: it runs with the
 // session locked, on a request's goroutine or a worker's, and must return.
@@ -474,6 +444,7 @@ type setOp struct {
 	exp   int32
 	until time.Time     // what exp stands for
 	hash  uint64        // of the values written
+	snap  values        // snapshot of the values written, or nil
 	err   error         // memcached's answer, set by send
 	turn  chan []*setOp // a queued sendJoined's wake-up: nil when sent, else the batch to send
 }
@@ -540,10 +511,14 @@ func (b *backup) prepareStore(e *entry, inRequest bool) (*setOp, error) {
 	hash, plain := fingerprint(b.m.seed, e.values)
 	if plain && !mustWrite && (hash == e.storedHash || hash == e.rejected) {
 		e.readMutable = false
+		if hash == e.storedHash {
+			e.verified = snapshot(e.values)
+		}
 		e.mu.Unlock()
 		b.m.stats.backupsSkipped.Add(1)
 		return nil, nil
 	}
+	snap := snapshot(e.values) // what the payload will stand for, for checkInPlaceLocked
 	payload, err := b.m.encode(e.values)
 	e.dirty, e.readMutable = false, false
 	env := envelope{id: id, created: e.created, idleTimeout: b.m.cfg.IdleTimeout, lifetime: b.m.cfg.Lifetime}
@@ -568,7 +543,7 @@ func (b *backup) prepareStore(e *entry, inRequest bool) (*setOp, error) {
 		b.m.logger.error("too-large", err.Error(), "node", n.ID)
 		return nil, b.giveUp(e, hash, err)
 	}
-	return &setOp{e: e, n: n, key: key, blob: blob, exp: exp, until: until, hash: hash}, nil
+	return &setOp{e: e, n: n, key: key, blob: blob, exp: exp, until: until, hash: hash, snap: snap}, nil
 }
 
 // send sends ops, all for node n, as one batch, and sets each op's err
@@ -613,6 +588,7 @@ func (b *backup) finishSet(op *setOp) error {
 	b.m.stats.backupsWritten.Add(1)
 	oldNode, oldKey := e.storedNode, e.storedKey
 	e.storedHash, e.storedNode, e.storedKey, e.rejected = op.hash, n.ID, op.key, 0
+	e.verified = op.snap
 	b.setUnstorable(e, false)
 	b.setStoredUntil(e, op.until)
 	if oldKey != "" && oldKey != op.key {
@@ -675,7 +651,7 @@ func (b *backup) deleteKey(nodeID, key string, e *entry) error {
 // had: memcached must not hand a takeover a state the session has left.
 // e.writeMu is held. It returns err as a permanent error.
 func (b *backup) giveUp(e *entry, hash uint64, err error) error {
-	e.rejected = hash
+	e.rejected, e.verified = hash, nil
 	b.setUnstorable(e, true)
 	if e.storedKey != "" {
 		b.deleteKey(e.storedNode, e.storedKey, e)

@@ -59,6 +59,7 @@ type entry struct {
 	storedNode string // node of the last write, or of the copy a takeover loaded
 	storedKey  string // key of that copy; deleted once the session is stored under another
 	rejected   uint64 // hash of the last payload that could not be stored (too large, say)
+	verified   values // snapshot of values known to be what storedHash stands for, or nil (inplace.go)
 }
 
 // ID returns the session ID, or "" if the request has no session yet.

@@ -1,0 +1,117 @@
+package mcsession
+
+import (
+	"slices"
+	"time"
+)
+
+// Changes made in place. A handler that reads a slice, map or pointer from
+// its session may change it without calling Set, so after such a read the
+// session is compared with its backup before the request ends (see
+// request.finish). The comparison has two speeds:
+//
+//   - verified: when a session's values are stored, or found equal to the
+//     stored ones, the entry keeps a shallow copy of them (snapshot). A later
+//     read whose values are still identical to that copy is settled without
+//     hashing: strings compare by pointer first, so a []string of 50 items
+//     costs 50 pointer compares, not 3 KB of hashing over memory the request
+//     never touched.
+//   - fingerprint: otherwise, a hash of the values (or of their encoding)
+//     is compared with the hash of the stored payload.
+
+// checkInPlaceLocked settles, on the request's goroutine, whether a session
+// whose only possible change is a value changed in place (a mutable value
+// was read) differs from its backup. Most reads change nothing; checking
+// here is far cheaper than queueing the session for a worker that would
+// encode it anyway. Unchanged: the read is forgotten. Changed: the session is
+// marked dirty and stored as usual. It is called with e.mu held by the last
+// request to release e, so no handler can be changing a value meanwhile. It
+// gives up, leaving the session to the queue, if a write of it is in flight
+// (its hash is about to change) or it was never stored.
+func (b *backup) checkInPlaceLocked(e *entry) {
+	if !e.writeMu.TryLock() {
+		return
+	}
+	defer e.writeMu.Unlock()
+	if e.storedKey == "" || e.unstorable {
+		return
+	}
+	if e.verified != nil && sameValues(e.verified, e.values) {
+		e.readMutable = false
+		b.m.stats.backupsSkipped.Add(1)
+		return
+	}
+	h, err := b.m.valuesHash(e.values)
+	if err != nil {
+		return // the worker reports it
+	}
+	if h == e.storedHash {
+		e.readMutable = false
+		e.verified = snapshot(e.values)
+		b.m.stats.backupsSkipped.Add(1)
+		return
+	}
+	e.dirty = true
+}
+
+// snapshot returns a copy of vs that sameValues can compare with later
+// values: the values themselves for immutable kinds, a copy of the slice for
+// a []string (its strings are shared, not copied). It returns nil if a
+// value is of any other kind: such sessions are always fingerprinted.
+func snapshot(vs values) values {
+	if len(vs) == 0 {
+		return nil
+	}
+	for _, f := range vs {
+		if _, ok := f.value.([]string); !ok && !comparableScalar(f.value) {
+			return nil
+		}
+	}
+	out := make(values, len(vs))
+	for i, f := range vs {
+		if v, ok := f.value.([]string); ok {
+			f.value = slices.Clone(v)
+		}
+		out[i] = f
+	}
+	return out
+}
+
+// sameValues reports whether vs holds exactly the values of snap, a
+// snapshot: the same keys, and values equal by ==, a []string item by item.
+// Equal strings that share their bytes compare without reading them.
+func sameValues(snap, vs values) bool {
+	if len(snap) != len(vs) {
+		return false
+	}
+	for i, f := range vs {
+		if f.key != snap[i].key {
+			return false
+		}
+		switch v := f.value.(type) {
+		case []string:
+			w, ok := snap[i].value.([]string)
+			if !ok || !slices.Equal(v, w) {
+				return false
+			}
+		default:
+			// A snapshot holds only []string and comparable scalars, so
+			// == cannot panic: different dynamic types are simply unequal.
+			if !comparableScalar(v) || f.value != snap[i].value {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// comparableScalar reports whether v is of a kind that is immutable and
+// compares with ==.
+func comparableScalar(v any) bool {
+	switch v.(type) {
+	case string, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64,
+		uintptr, float32, float64, complex64, complex128, time.Time:
+		return true
+	}
+	return false
+}
