@@ -511,14 +511,17 @@ func (b *backup) prepareStore(e *entry, inRequest bool) (*setOp, error) {
 	hash, plain := fingerprint(b.m.seed, e.values)
 	if plain && !mustWrite && (hash == e.storedHash || hash == e.rejected) {
 		e.readMutable = false
-		if hash == e.storedHash {
+		if hash == e.storedHash && e.verified != nil {
 			e.verified = snapshot(e.values)
 		}
 		e.mu.Unlock()
 		b.m.stats.backupsSkipped.Add(1)
 		return nil, nil
 	}
-	snap := snapshot(e.values) // what the payload will stand for, for checkInPlaceLocked
+	var snap values // what the payload will stand for, for checkInPlaceLocked
+	if e.verified != nil {
+		snap = snapshot(e.values)
+	}
 	payload, err := b.m.encode(e.values)
 	e.dirty, e.readMutable = false, false
 	env := envelope{id: id, created: e.created, idleTimeout: b.m.cfg.IdleTimeout, lifetime: b.m.cfg.Lifetime}

@@ -10,14 +10,17 @@ import (
 // session is compared with its backup before the request ends (see
 // request.finish). The comparison has two speeds:
 //
-//   - verified: when a session's values are stored, or found equal to the
-//     stored ones, the entry keeps a shallow copy of them (snapshot). A later
-//     read whose values are still identical to that copy is settled without
-//     hashing: strings compare by pointer first, so a []string of 50 items
-//     costs 50 pointer compares, not 3 KB of hashing over memory the request
-//     never touched.
-//   - fingerprint: otherwise, a hash of the values (or of their encoding)
-//     is compared with the hash of the stored payload.
+//   - fingerprint: a hash of the values (or of their encoding) is compared
+//     with the hash of the stored payload.
+//   - verified: once a read has found the values equal to the stored ones,
+//     the entry keeps a shallow copy of them (snapshot), renewed by every
+//     later store. A read whose values are still identical to that copy is
+//     settled without hashing: strings compare by pointer first, so a
+//     []string of 50 items costs 50 pointer compares, not 3 KB of hashing
+//     over memory the request never touched. A session nobody reads (idle
+//     after login) keeps no copy; one that is read pays for it once, at its
+//     first read, in memory: 16 bytes per []string item and a few small
+//     objects.
 
 // checkInPlaceLocked settles, on the request's goroutine, whether a session
 // whose only possible change is a value changed in place (a mutable value

@@ -98,9 +98,11 @@ func tagsApp() http.Handler {
 }
 
 // TestInPlaceStringSliceChange proves the verified fast path of the in-place
-// check against real memcached: reads of a stored []string cost no set and
-// are settled from the snapshot, an item changed in place is written (and
-// another instance reads it), and an item replaced by an equal string is not.
+// check against real memcached: a stored session that nobody reads keeps no
+// snapshot; reads of its []string cost no set, and the first leaves a
+// snapshot; an item changed in place is written (another instance reads it)
+// and renews the snapshot; an item replaced by an equal string is not
+// written.
 func TestInPlaceStringSliceChange(t *testing.T) {
 	servers := memcachetest.StartN(t, 1)
 	cfg := Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: opTimeout}
@@ -110,11 +112,13 @@ func TestInPlaceStringSliceChange(t *testing.T) {
 	waitIdle(t, a.m)
 
 	e := localEntry(t, a.m, br.sessionID(a))
-	e.writeMu.Lock()
-	verified := e.verified
-	e.writeMu.Unlock()
-	if !reflect.DeepEqual(verified, values{{"tags", []string{"a", "b", "c"}}}) {
-		t.Fatalf("after the store: entry.verified = %v, want the tags stored", verified)
+	verified := func() values {
+		e.writeMu.Lock()
+		defer e.writeMu.Unlock()
+		return e.verified
+	}
+	if got := verified(); got != nil {
+		t.Fatalf("stored, never read: entry.verified = %v, want nil (idle sessions keep no copy)", got)
 	}
 
 	sets := func() uint64 { return serverStats(t, servers)[0].CmdSet }
@@ -130,6 +134,9 @@ func TestInPlaceStringSliceChange(t *testing.T) {
 	}
 	if got := a.m.Stats().BackupsSkipped - st0.BackupsSkipped; got != 5 {
 		t.Errorf("5 reads: BackupsSkipped grew by %d, want 5", got)
+	}
+	if got, want := verified(), (values{{"tags", []string{"a", "b", "c"}}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("after reads: entry.verified = %v, want %v", got, want)
 	}
 
 	sets0 = sets()
@@ -150,6 +157,9 @@ func TestInPlaceStringSliceChange(t *testing.T) {
 	got, found := storedSession(t, servers[0], br.sessionID(a))
 	if want := map[string]any{"tags": []string{"a", "x", "c"}}; !found || !reflect.DeepEqual(got, want) {
 		t.Errorf("backup after the in-place change = %v (found %t), want %v", got, found, want)
+	}
+	if got, want := verified(), (values{{"tags", []string{"a", "x", "c"}}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("after the store of the change: entry.verified = %v, want %v", got, want)
 	}
 
 	// A second change right after the first is compared with the new
