@@ -506,6 +506,14 @@ func (b *backup) prepareStore(e *entry, inRequest bool) (*setOp, error) {
 		e.mu.Unlock()
 		return nil, errBusy
 	}
+	if !mustWrite && e.verified != nil && sameValues(e.verified, e.values) {
+		// A read of a mutable value changed nothing (SyncBackup stores
+		// before the response, so every such read comes here).
+		e.readMutable = false
+		e.mu.Unlock()
+		b.m.stats.backupsSkipped.Add(1)
+		return nil, nil
+	}
 	// Encode under e.mu: no request can reach the values meanwhile, and
 	// none holds one (e.active), so values changed in place are read whole.
 	hash, plain := fingerprint(b.m.seed, e.values)
