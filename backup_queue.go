@@ -364,8 +364,8 @@ func (m *Manager) encode(values values) (b []byte, err error) {
 // keyLocked returns the memcached key of e's current ID, derived once per
 // ID: a SHA-256 is not free, and a session is stored many times.
 func (b *backup) keyLocked(e *entry) string {
-	if e.keyOf != e.id {
-		e.key, e.keyOf = memcacheKey(b.m.cfg.KeyPrefix, e.id), e.id
+	if e.key == "" {
+		e.key = memcacheKey(b.m.cfg.KeyPrefix, e.id)
 	}
 	return e.key
 }

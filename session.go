@@ -48,7 +48,7 @@ type entry struct {
 	storedUntil time.Time // when memcached's copy expires; zero if unknown
 	created     time.Time
 	random      string   // the ID's random part, the local map's key (set by setID)
-	key, keyOf  string   // memcached key of the ID keyOf (see backup.keyLocked)
+	key         string   // memcached key of id, or "" until derived (see backup.keyLocked)
 	renamed     []string // random parts before RenewID, tombstoned until the next store
 
 	// writeMu serialises backups of this session, so a write of an older
@@ -277,6 +277,7 @@ func (e *entry) release() {
 // so a session holds its ID's bytes once.
 func (e *entry) setID(id sessionID) {
 	e.id = id.String()
+	e.key = "" // derived again from the new ID when needed
 	e.random, e.node = e.id[:randomLen], id.node
 	if e.node != "" {
 		e.node = e.id[randomLen+1 : randomLen+1+len(id.node)]
