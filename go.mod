@@ -2,7 +2,4 @@ module github.com/mcsession/mcsession
 
 go 1.24
 
-require (
-	github.com/bradfitz/gomemcache v0.0.0-20260422231931-4d751bb6e37c // indirect
-	github.com/stretchr/testify v1.12.1 // indirect
-)
+require github.com/bradfitz/gomemcache v0.0.0-20260422231931-4d751bb6e37c
