@@ -506,24 +506,22 @@ func (b *backup) prepareStore(e *entry, inRequest bool) (*setOp, error) {
 		e.mu.Unlock()
 		return nil, errBusy
 	}
-	if !mustWrite && e.verified != nil && sameValues(e.verified, e.values) {
+	if !mustWrite && e.verifiedLocked() {
 		// A read of a mutable value changed nothing (SyncBackup stores
 		// before the response, so every such read comes here).
-		e.readMutable = false
+		b.readUnchangedLocked(e)
 		e.mu.Unlock()
-		b.m.stats.backupsSkipped.Add(1)
 		return nil, nil
 	}
 	// Encode under e.mu: no request can reach the values meanwhile, and
 	// none holds one (e.active), so values changed in place are read whole.
 	hash, plain := fingerprint(b.m.seed, e.values)
 	if plain && !mustWrite && (hash == e.storedHash || hash == e.rejected) {
-		e.readMutable = false
 		if hash == e.storedHash && e.verified != nil {
-			e.verified = snapshot(e.values)
+			e.verified = snapshot(e.values) // equal, but not identical: renew
 		}
+		b.readUnchangedLocked(e)
 		e.mu.Unlock()
-		b.m.stats.backupsSkipped.Add(1)
 		return nil, nil
 	}
 	var snap values // what the payload will stand for, for checkInPlaceLocked

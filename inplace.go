@@ -39,9 +39,8 @@ func (b *backup) checkInPlaceLocked(e *entry) {
 	if e.storedKey == "" || e.unstorable {
 		return
 	}
-	if e.verified != nil && sameValues(e.verified, e.values) {
-		e.readMutable = false
-		b.m.stats.backupsSkipped.Add(1)
+	if e.verifiedLocked() {
+		b.readUnchangedLocked(e)
 		return
 	}
 	h, err := b.m.valuesHash(e.values)
@@ -49,12 +48,24 @@ func (b *backup) checkInPlaceLocked(e *entry) {
 		return // the worker reports it
 	}
 	if h == e.storedHash {
-		e.readMutable = false
 		e.verified = snapshot(e.values)
-		b.m.stats.backupsSkipped.Add(1)
+		b.readUnchangedLocked(e)
 		return
 	}
 	e.dirty = true
+}
+
+// verifiedLocked reports whether e's values are still identical to the
+// snapshot of what memcached holds. e.mu and e.writeMu are held.
+func (e *entry) verifiedLocked() bool {
+	return e.verified != nil && sameValues(e.verified, e.values)
+}
+
+// readUnchangedLocked records that the mutable values read from e were not
+// changed: nothing to store for that read. e.mu is held.
+func (b *backup) readUnchangedLocked(e *entry) {
+	e.readMutable = false
+	b.m.stats.backupsSkipped.Add(1)
 }
 
 // snapshot returns a copy of vs that sameValues can compare with later

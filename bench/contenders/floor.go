@@ -98,6 +98,9 @@ func (st *floorStore) set(id string, s *floorSession) {
 	sh.mu.Unlock()
 }
 
+// varyCookie is the Vary header's value, shared by every response: the
+// floor allocates nothing for it (mcsession uses storage in its one
+// allocation per request), and nothing here writes to it.
 var varyCookie = []string{"Cookie"}
 
 func (st *floorStore) middleware(next http.Handler) http.Handler {

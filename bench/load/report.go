@@ -39,7 +39,8 @@ func report(w io.Writer, o options, gen generator, results []result, notes []str
 	unsettled, busy := false, false
 	for _, r := range results {
 		if r.err != nil {
-			fmt.Fprintf(w, "| %s | failed: %s |%s\n", r.name, strings.ReplaceAll(firstLine(r.err.Error()), "|", "/"), strings.Repeat(" |", len(floors)+8))
+			const after = 8 // columns after the floors: p50 to other CPU
+			fmt.Fprintf(w, "| %s | failed: %s |%s\n", r.name, strings.ReplaceAll(firstLine(r.err.Error()), "|", "/"), strings.Repeat(" |", len(floors)+after))
 			continue
 		}
 		g := r.gen
