@@ -1,17 +1,18 @@
 package mcsession
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/mcsession/mcsession/internal/nodespec"
 )
 
 // A session ID is "<random>[.<node>][.<route>]":
 //
-//	random  32 lowercase hex digits, 128 bits from crypto/rand
+//	random  32 lowercase hex digits: a version 4 UUID (122 random bits
+//	        from crypto/rand) without its dashes
 //	node    the memcached node holding the backup; present exactly when the
 //	        Manager has nodes
 //	route   the route of the instance that owns the session, if it has one
@@ -52,11 +53,13 @@ func (id sessionID) String() string {
 	return string(b)
 }
 
-// newRandom returns a fresh random part.
+// newRandom returns a fresh random part: a version 4 UUID as 32 hex
+// digits. uuid.New reads crypto/rand, which since Go 1.24 never returns an
+// error (it crashes the program rather than return weak bytes), so its
+// panic on a read error cannot happen.
 func newRandom() string {
-	var b [randomLen / 2]byte
-	rand.Read(b[:]) // never fails since Go 1.24; it crashes the program rather than return weak bytes
-	return hex.EncodeToString(b[:])
+	u := uuid.New()
+	return hex.EncodeToString(u[:])
 }
 
 // parseID parses s strictly. withNode says whether the ID must carry a node

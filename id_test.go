@@ -3,6 +3,9 @@ package mcsession
 import (
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const testRandom = "0123456789abcdef0123456789abcdef"
@@ -105,13 +108,13 @@ func TestNewRandom(t *testing.T) {
 	seen := make(map[string]bool)
 	for range 100 {
 		r := newRandom()
-		if _, ok := parseID(r, false); !ok {
-			t.Fatalf("newRandom() = %q, not a valid ID", r)
-		}
-		if seen[r] {
-			t.Fatalf("newRandom() = %q twice", r)
-		}
+		_, ok := parseID(r, false)
+		require.True(t, ok, "newRandom() = %q, not a valid ID", r)
+		assert.False(t, seen[r], "newRandom() = %q twice", r)
 		seen[r] = true
+		// A version 4 UUID in hex: version nibble 4, variant bits 10.
+		assert.Equal(t, byte('4'), r[12], "newRandom() = %q: version digit %c, want 4", r, r[12])
+		assert.Contains(t, "89ab", string(r[16]), "newRandom() = %q: variant digit %c, want one of 89ab", r, r[16])
 	}
 }
 
