@@ -473,7 +473,6 @@ func (b *backup) prepareStore(e *entry, inRequest bool) (*setOp, error) {
 		b.m.stats.backupsFailed.Add(1)
 		return nil, ErrNoNodeUp
 	}
-	id := e.id
 	key := b.keyLocked(e)
 	moved := key != e.storedKey && !e.unstorable
 	write := e.dirty || e.readMutable || moved
@@ -530,7 +529,7 @@ func (b *backup) prepareStore(e *entry, inRequest bool) (*setOp, error) {
 	}
 	payload, err := b.m.encode(e.values)
 	e.dirty, e.readMutable = false, false
-	env := envelope{id: id, created: e.created, idleTimeout: b.m.cfg.IdleTimeout, lifetime: b.m.cfg.Lifetime}
+	env := envelope{created: e.created, idleTimeout: b.m.cfg.IdleTimeout, lifetime: b.m.cfg.Lifetime}
 	e.mu.Unlock()
 	if err != nil {
 		b.m.stats.backupsFailed.Add(1)
@@ -545,7 +544,7 @@ func (b *backup) prepareStore(e *entry, inRequest bool) (*setOp, error) {
 		b.m.stats.backupsSkipped.Add(1)
 		return nil, nil
 	}
-	blob := appendEnvelope(make([]byte, 0, len(payload)+len(id)+32), env, payload)
+	blob := appendEnvelope(make([]byte, 0, len(payload)+32), env, payload)
 	if len(blob) > b.m.cfg.ItemSizeLimit {
 		b.m.stats.backupsTooLarge.Add(1)
 		err := fmt.Errorf("%w: %d bytes encoded, ItemSizeLimit is %d; it is kept locally only", ErrTooLarge, len(blob), b.m.cfg.ItemSizeLimit)

@@ -10,24 +10,28 @@ import (
 
 // A stored session is an envelope followed by the transcoder's bytes:
 //
-//	"MCS" format-version(1)
+//	"MCS" format-version(2)
 //	uvarint created     (Unix milliseconds)
 //	uvarint idleTimeout (milliseconds)
 //	uvarint lifetime    (milliseconds, 0 = none)
-//	uvarint len(ID), ID
 //	payload             (Transcoder.Encode of the values)
 //
-// The ID inside guards against a key that resolves to another session's
-// data. The last access time is not stored: memcached's TTL, renewed by
-// touch, is what enforces the idle timeout of a backup.
+// The envelope holds no part of the session ID: memcached must hold nothing
+// a reader could present as a cookie, and the key (a SHA-256 of the ID)
+// already ties the copy to its ID. Version 1 stored the whole ID after
+// lifetime, as a uvarint length and the bytes; such copies, left by an
+// older instance during a rolling deploy, are still read (their ID is
+// checked and dropped) and are written back as version 2 by the next store.
+// The last access time is not stored: memcached's TTL, renewed by touch, is
+// what enforces the idle timeout of a copy.
 const (
-	envelopeMagic   = "MCS"
-	envelopeVersion = 1
+	envelopeMagic     = "MCS"
+	envelopeVersion   = 2
+	envelopeVersionV1 = 1 // with the ID: read, never written
 )
 
 // envelope is the metadata stored with a session's values.
 type envelope struct {
-	id          string
 	created     time.Time
 	idleTimeout time.Duration
 	lifetime    time.Duration
@@ -43,24 +47,24 @@ func appendEnvelope(b []byte, e envelope, payload []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(max(e.created.UnixMilli(), 0)))
 	b = binary.AppendUvarint(b, uint64(e.idleTimeout.Milliseconds()))
 	b = binary.AppendUvarint(b, uint64(e.lifetime.Milliseconds()))
-	b = binary.AppendUvarint(b, uint64(len(e.id)))
-	b = append(b, e.id...)
 	return append(b, payload...)
 }
 
-// decodeEnvelope splits a stored blob into its envelope and payload. It
-// returns an error wrapping errCorrupt for anything it cannot read, and never
-// panics.
-func decodeEnvelope(b []byte) (envelope, []byte, error) {
+// decodeEnvelope splits a stored blob, found under the key of id, into its
+// envelope and payload. It returns an error wrapping errCorrupt for
+// anything it cannot read (and for a version 1 blob whose ID is not id),
+// and never panics.
+func decodeEnvelope(b []byte, id string) (envelope, []byte, error) {
 	var e envelope
 	if len(b) < len(envelopeMagic)+1 || string(b[:len(envelopeMagic)]) != envelopeMagic {
 		return e, nil, fmt.Errorf("%w: no %q header", errCorrupt, envelopeMagic)
 	}
-	if v := b[len(envelopeMagic)]; v != envelopeVersion {
-		return e, nil, fmt.Errorf("%w: format version %d, want %d", errCorrupt, v, envelopeVersion)
+	version := b[len(envelopeMagic)]
+	if version != envelopeVersion && version != envelopeVersionV1 {
+		return e, nil, fmt.Errorf("%w: format version %d, want %d", errCorrupt, version, envelopeVersion)
 	}
 	b = b[len(envelopeMagic)+1:]
-	var fields [4]uint64
+	var fields [3]uint64
 	for i := range fields {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -69,7 +73,7 @@ func decodeEnvelope(b []byte) (envelope, []byte, error) {
 		fields[i], b = v, b[n:]
 	}
 	const maxMillis = 1 << 50 // about 35,000 years: far beyond any real value, far from overflow
-	for _, v := range fields[:3] {
+	for _, v := range fields {
 		if v > maxMillis {
 			return e, nil, fmt.Errorf("%w: time out of range", errCorrupt)
 		}
@@ -79,12 +83,28 @@ func decodeEnvelope(b []byte) (envelope, []byte, error) {
 	if fields[1] > maxDurationMillis || fields[2] > maxDurationMillis {
 		return e, nil, fmt.Errorf("%w: timeout out of range", errCorrupt)
 	}
-	if fields[3] > maxIDLen || fields[3] > uint64(len(b)) {
-		return e, nil, fmt.Errorf("%w: bad ID length", errCorrupt)
+	if version == envelopeVersionV1 {
+		var err error
+		if b, err = skipV1ID(b, id); err != nil {
+			return e, nil, err
+		}
 	}
 	e.created = time.UnixMilli(int64(fields[0]))
 	e.idleTimeout = time.Duration(fields[1]) * time.Millisecond
 	e.lifetime = time.Duration(fields[2]) * time.Millisecond
-	e.id = string(b[:fields[3]])
-	return e, b[fields[3]:], nil
+	return e, b, nil
+}
+
+// skipV1ID reads past the ID of a version 1 envelope, checking that it is
+// id, and returns the payload.
+func skipV1ID(b []byte, id string) ([]byte, error) {
+	n, size := binary.Uvarint(b)
+	if size <= 0 || n > maxIDLen || n > uint64(len(b)-size) {
+		return nil, fmt.Errorf("%w: bad ID length", errCorrupt)
+	}
+	b = b[size:]
+	if string(b[:n]) != id {
+		return nil, fmt.Errorf("%w: stored ID does not match the key's ID", errCorrupt)
+	}
+	return b[n:], nil
 }

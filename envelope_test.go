@@ -7,9 +7,11 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
@@ -21,43 +23,71 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		e       envelope
 		payload []byte
 	}{
-		{"typical", envelope{testRandom + ".n1.app1", created, 30 * time.Minute, 0}, []byte("payload")},
-		{"lifetime", envelope{testRandom + ".n1", created, time.Second, 12 * time.Hour}, []byte{0, 1, 2, 0xff}},
-		{"empty payload", envelope{testRandom + ".n1", created, time.Hour, 0}, nil},
+		{"typical", envelope{created, 30 * time.Minute, 0}, []byte("payload")},
+		{"lifetime", envelope{created, time.Second, 12 * time.Hour}, []byte{0, 1, 2, 0xff}},
+		{"empty payload", envelope{created, time.Hour, 0}, nil},
 		{"zero fields", envelope{created: time.UnixMilli(0)}, nil},
-		{"longest timeouts", envelope{testRandom, created, math.MaxInt64, math.MaxInt64}, nil},
-		{"longest ID", envelope{testRandom + "." + strings.Repeat("n", 32) + "." + strings.Repeat("r", MaxRouteLen), created, time.Hour, time.Hour}, []byte("x")},
-		{"payload that looks like an envelope", envelope{testRandom + ".n1", created, time.Hour, 0}, appendEnvelope(nil, envelope{id: "other"}, []byte("inner"))},
+		{"longest timeouts", envelope{created, math.MaxInt64, math.MaxInt64}, nil},
+		{"payload that looks like an envelope", envelope{created, time.Hour, 0}, appendEnvelope(nil, envelope{}, []byte("inner"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			blob := appendEnvelope([]byte("prefix"), tt.e, tt.payload)
-			if !bytes.HasPrefix(blob, []byte("prefix")) {
-				t.Fatalf("appendEnvelope dropped the bytes it appends to: %q", blob)
-			}
-			got, payload, err := decodeEnvelope(blob[len("prefix"):])
-			if err != nil {
-				t.Fatalf("decodeEnvelope(appendEnvelope(%+v)) error = %v", tt.e, err)
-			}
-			if !sameEnvelope(got, tt.e) || !bytes.Equal(payload, tt.payload) {
-				t.Fatalf("decodeEnvelope(appendEnvelope(%+v, %q)) = %+v, %q", tt.e, tt.payload, got, payload)
-			}
+			require.True(t, bytes.HasPrefix(blob, []byte("prefix")), "appendEnvelope dropped the bytes it appends to: %q", blob)
+			got, payload, err := decodeEnvelope(blob[len("prefix"):], testRandom)
+			require.NoError(t, err, "decodeEnvelope(appendEnvelope(%+v))", tt.e)
+			assert.True(t, sameEnvelope(got, tt.e), "decodeEnvelope(appendEnvelope(%+v)) = %+v, want the same envelope", tt.e, got)
+			assert.Equal(t, string(tt.payload), string(payload), "decodeEnvelope(appendEnvelope(%+v, %q)) payload", tt.e, tt.payload)
 		})
 	}
+}
+
+// appendEnvelopeV1 appends a version 1 envelope, which carried the ID, as
+// instances before envelope version 2 wrote it.
+func appendEnvelopeV1(b []byte, e envelope, id string, payload []byte) []byte {
+	b = append(b, envelopeMagic...)
+	b = append(b, envelopeVersionV1)
+	b = binary.AppendUvarint(b, uint64(max(e.created.UnixMilli(), 0)))
+	b = binary.AppendUvarint(b, uint64(e.idleTimeout.Milliseconds()))
+	b = binary.AppendUvarint(b, uint64(e.lifetime.Milliseconds()))
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	b = append(b, id...)
+	return append(b, payload...)
+}
+
+// TestEnvelopeHoldsNoID pins that the stored envelope carries no part of
+// the session ID (version 1 carried all of it), while a version 1 copy left
+// by an older instance during a rolling deploy is still read.
+func TestEnvelopeHoldsNoID(t *testing.T) {
+	id := testRandom + ".n1.app1"
+	e := envelope{time.UnixMilli(1_700_000_000_000), time.Hour, 0}
+	blob := appendEnvelope(nil, e, []byte("payload"))
+	assert.NotContains(t, string(blob), testRandom, "appendEnvelope(%+v) = %q: must not hold the random part", e, blob)
+	assert.Equal(t, byte(envelopeVersion), blob[len(envelopeMagic)], "appendEnvelope writes format version %d", envelopeVersion)
+
+	v1 := appendEnvelopeV1(nil, e, id, []byte("payload"))
+	got, payload, err := decodeEnvelope(v1, id)
+	require.NoError(t, err, "decodeEnvelope(version 1 blob of %s)", id)
+	assert.True(t, sameEnvelope(got, e), "decodeEnvelope(version 1) = %+v, want %+v", got, e)
+	assert.Equal(t, "payload", string(payload), "decodeEnvelope(version 1) payload")
+
+	_, _, err = decodeEnvelope(v1, "fedcba9876543210fedcba9876543210.n1.app1")
+	assert.ErrorIs(t, err, errCorrupt, "decodeEnvelope(version 1 blob of %s) under another ID's key: want errCorrupt", id)
 }
 
 // sameEnvelope reports whether a and b are equal at the envelope's
 // millisecond precision.
 func sameEnvelope(a, b envelope) bool {
-	return a.id == b.id && a.created.UnixMilli() == b.created.UnixMilli() &&
+	return a.created.UnixMilli() == b.created.UnixMilli() &&
 		a.idleTimeout.Milliseconds() == b.idleTimeout.Milliseconds() &&
 		a.lifetime.Milliseconds() == b.lifetime.Milliseconds()
 }
 
 func TestDecodeEnvelopeErrors(t *testing.T) {
-	good := appendEnvelope(nil, envelope{testRandom + ".n1", time.UnixMilli(1e12), time.Hour, 0}, []byte("p"))
-	header := func(fields ...uint64) []byte {
-		b := []byte("MCS\x01")
+	good := appendEnvelope(nil, envelope{time.UnixMilli(1e12), time.Hour, 0}, []byte("p"))
+	goodV1 := appendEnvelopeV1(nil, envelope{time.UnixMilli(1e12), time.Hour, 0}, testRandom, []byte("p"))
+	header := func(version byte, fields ...uint64) []byte {
+		b := []byte{'M', 'C', 'S', version}
 		for _, f := range fields {
 			b = binary.AppendUvarint(b, f)
 		}
@@ -73,29 +103,29 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{"wrong magic", append([]byte("XYZ"), good[3:]...)},
 		{"gob bytes", []byte{0x0c, 0xff, 0x81, 0x02, 0x01}},
 		{"version 0", append([]byte("MCS\x00"), good[4:]...)},
-		{"version 2", append([]byte("MCS\x02"), good[4:]...)},
-		{"no fields", []byte("MCS\x01")},
-		{"truncated uvarint", []byte("MCS\x01\x80")},
-		{"three fields", header(1, 2, 3)},
-		{"overlong uvarint", append([]byte("MCS\x01"), bytes.Repeat([]byte{0xff}, 11)...)},
-		{"created out of range", header(1<<50+1, 0, 0, 0)},
-		{"idle out of range", header(0, 1<<63, 0, 0)},
-		{"lifetime out of range", header(0, 0, 1<<60, 0)},
+		{"version 3", append([]byte("MCS\x03"), good[4:]...)},
+		{"no fields", []byte("MCS\x02")},
+		{"truncated uvarint", []byte("MCS\x02\x80")},
+		{"two fields", header(2, 1, 2)},
+		{"overlong uvarint", append([]byte("MCS\x02"), bytes.Repeat([]byte{0xff}, 11)...)},
+		{"created out of range", header(2, 1<<50+1, 0, 0)},
+		{"idle out of range", header(2, 0, 1<<63, 0)},
+		{"lifetime out of range", header(2, 0, 0, 1<<60)},
 		// Found by FuzzDecodeEnvelope: in range for a time, these wrapped
 		// around to a negative time.Duration.
-		{"idle overflows Duration", header(0, math.MaxInt64/uint64(time.Millisecond)+1, 0, 0)},
-		{"lifetime overflows Duration", header(0, 0, 1<<50, 0)},
-		{"ID longer than blob", header(0, 0, 0, 5)},
-		{"ID longer than maxIDLen", append(header(0, 0, 0, maxIDLen+1), bytes.Repeat([]byte("a"), maxIDLen+1)...)},
-		{"ID length overflows int", header(0, 0, 0, 1<<63)},
-		{"truncated ID", good[:len(good)-3]},
+		{"idle overflows Duration", header(2, 0, math.MaxInt64/uint64(time.Millisecond)+1, 0)},
+		{"lifetime overflows Duration", header(2, 0, 0, 1<<50)},
+		{"v1 without ID", header(1, 0, 0, 0)},
+		{"v1 ID longer than blob", header(1, 0, 0, 0, 5)},
+		{"v1 ID longer than maxIDLen", append(header(1, 0, 0, 0, maxIDLen+1), bytes.Repeat([]byte("a"), maxIDLen+1)...)},
+		{"v1 ID length overflows int", header(1, 0, 0, 0, 1<<63)},
+		{"v1 truncated ID", goodV1[:len(goodV1)-3]},
+		{"v1 ID of another session", appendEnvelopeV1(nil, envelope{}, "fedcba9876543210fedcba9876543210", nil)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, payload, err := decodeEnvelope(tt.in)
-			if !errors.Is(err, errCorrupt) {
-				t.Fatalf("decodeEnvelope(%q) = %+v, %q, %v, want error wrapping errCorrupt", tt.in, e, payload, err)
-			}
+			e, payload, err := decodeEnvelope(tt.in, testRandom)
+			assert.ErrorIs(t, err, errCorrupt, "decodeEnvelope(%q) = %+v, %q, %v, want error wrapping errCorrupt", tt.in, e, payload, err)
 		})
 	}
 }
@@ -104,18 +134,20 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 // bytes, that what it accepts re-encodes to an equal envelope, and that
 // appendEnvelope then decodeEnvelope round-trips every envelope in range.
 func FuzzDecodeEnvelope(f *testing.F) {
-	f.Add(appendEnvelope(nil, envelope{testRandom + ".n1.app1", time.UnixMilli(1_700_000_000_000), 30 * time.Minute, 0}, []byte("payload")),
+	f.Add(appendEnvelope(nil, envelope{time.UnixMilli(1_700_000_000_000), 30 * time.Minute, 0}, []byte("payload")),
+		testRandom+".n1", int64(1_700_000_000_000), int64(1800_000), int64(0), []byte("payload"))
+	f.Add(appendEnvelopeV1(nil, envelope{time.UnixMilli(1_700_000_000_000), 30 * time.Minute, 0}, testRandom+".n1", []byte("payload")),
 		testRandom+".n1", int64(1_700_000_000_000), int64(1800_000), int64(0), []byte("payload"))
 	f.Add([]byte("MCS\x01\x80"), "", int64(0), int64(0), int64(0), []byte{})
 	f.Fuzz(func(t *testing.T, blob []byte, id string, createdMs, idleMs, lifeMs int64, payload []byte) {
 		// Arbitrary stored bytes.
-		e, rest, err := decodeEnvelope(blob)
+		e, rest, err := decodeEnvelope(blob, id)
 		if err == nil {
-			again, rest2, err := decodeEnvelope(appendEnvelope(nil, e, rest))
+			again, rest2, err := decodeEnvelope(appendEnvelope(nil, e, rest), id)
 			if err != nil || !sameEnvelope(again, e) || !bytes.Equal(rest2, rest) {
 				t.Fatalf("decodeEnvelope(%q) = %+v, %q; re-encoded it decodes to %+v, %q, %v", blob, e, rest, again, rest2, err)
 			}
-			if len(e.id) > maxIDLen || e.idleTimeout < 0 || e.lifetime < 0 || e.created.UnixMilli() < 0 {
+			if e.idleTimeout < 0 || e.lifetime < 0 || e.created.UnixMilli() < 0 {
 				t.Fatalf("decodeEnvelope(%q) = %+v, out of range", blob, e)
 			}
 		} else if !errors.Is(err, errCorrupt) {
@@ -124,11 +156,11 @@ func FuzzDecodeEnvelope(f *testing.F) {
 
 		// Round trip of an envelope in the range the Manager writes.
 		const maxMillis, maxDurationMillis = 1 << 50, math.MaxInt64 / int64(time.Millisecond)
-		if len(id) > maxIDLen || createdMs < 0 || createdMs > maxMillis || idleMs < 0 || idleMs > maxDurationMillis || lifeMs < 0 || lifeMs > maxDurationMillis {
+		if createdMs < 0 || createdMs > maxMillis || idleMs < 0 || idleMs > maxDurationMillis || lifeMs < 0 || lifeMs > maxDurationMillis {
 			return
 		}
-		in := envelope{id, time.UnixMilli(createdMs), time.Duration(idleMs) * time.Millisecond, time.Duration(lifeMs) * time.Millisecond}
-		out, p, err := decodeEnvelope(appendEnvelope(nil, in, payload))
+		in := envelope{time.UnixMilli(createdMs), time.Duration(idleMs) * time.Millisecond, time.Duration(lifeMs) * time.Millisecond}
+		out, p, err := decodeEnvelope(appendEnvelope(nil, in, payload), id)
 		if err != nil || !sameEnvelope(out, in) || !bytes.Equal(p, payload) {
 			t.Fatalf("decodeEnvelope(appendEnvelope(%+v, %q)) = %+v, %q, %v", in, payload, out, p, err)
 		}
@@ -147,21 +179,22 @@ func TestCorruptBlobIsCountedMiss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := func(id string) envelope { return envelope{id, time.Now(), time.Hour, 0} }
+	env := envelope{time.Now(), time.Hour, 0}
 	tests := []struct {
 		name    string
 		blob    []byte
 		corrupt bool
 	}{
-		{"good blob", appendEnvelope(nil, env(deadID), payload), false},
+		{"good blob", appendEnvelope(nil, env, payload), false},
+		{"good version 1 blob", appendEnvelopeV1(nil, env, deadID, payload), false},
 		{"garbage", []byte("\x00\xffthis is not a session\r\nEND\r\n"), true},
 		{"gob payload without envelope", payload, true},
-		{"future format version", append([]byte("MCS\x07"), appendEnvelope(nil, env(deadID), payload)[4:]...), true},
-		{"truncated envelope", appendEnvelope(nil, env(deadID), payload)[:10], true},
-		{"envelope of another ID", appendEnvelope(nil, env(otherID), payload), true},
-		{"envelope without ID", appendEnvelope(nil, env(""), payload), true},
-		{"garbage payload", appendEnvelope(nil, env(deadID), []byte("\x05\x06garbage")), true},
-		{"empty payload", appendEnvelope(nil, env(deadID), nil), true},
+		{"future format version", append([]byte("MCS\x07"), appendEnvelope(nil, env, payload)[4:]...), true},
+		{"truncated envelope", appendEnvelope(nil, env, payload)[:6], true},
+		{"version 1 envelope of another ID", appendEnvelopeV1(nil, env, otherID, payload), true},
+		{"version 1 envelope without ID", appendEnvelopeV1(nil, env, "", payload), true},
+		{"garbage payload", appendEnvelope(nil, env, []byte("\x05\x06garbage")), true},
+		{"empty payload", appendEnvelope(nil, env, nil), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

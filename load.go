@@ -118,12 +118,9 @@ func elsewhere(ns *nodeSet, home *node, random string) []*node {
 // adopt decodes a stored session found under id on node n. It returns nil
 // without error if the session has outlived its lifetime.
 func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, error) {
-	env, payload, err := decodeEnvelope(blob)
+	env, payload, err := decodeEnvelope(blob, id.String())
 	if err != nil {
 		return nil, err
-	}
-	if env.id != id.String() {
-		return nil, errors.New("stored ID does not match the key's ID")
 	}
 	now := time.Now()
 	for _, life := range []time.Duration{env.lifetime, b.m.cfg.Lifetime} {

@@ -393,7 +393,7 @@ func valueForBlobSize(t *testing.T, size int, id string) int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(appendEnvelope(nil, envelope{id, time.Now(), DefaultIdleTimeout, 0}, payload))
+		return len(appendEnvelope(nil, envelope{time.Now(), DefaultIdleTimeout, 0}, payload))
 	}
 	n := size - blobLen(0)
 	for blobLen(n) > size {
@@ -459,7 +459,7 @@ func TestJSONGetNarrowerTypeKeepsStoredFields(t *testing.T) {
 	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "b", Transcoder: JSONTranscoder{}})
 	id := "0123456789abcdef0123456789abcdef.n1.a"
 	payload, _ := JSONTranscoder{}.Encode(map[string]any{"u": wide{"ada", "ada@example.com"}})
-	blob := appendEnvelope(nil, envelope{id: id, created: time.Now(), idleTimeout: time.Hour}, payload)
+	blob := appendEnvelope(nil, envelope{created: time.Now(), idleTimeout: time.Hour}, payload)
 	if err := servers[0].Set(memcacheKey(DefaultKeyPrefix, id), blob, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +479,7 @@ func TestJSONGetNarrowerTypeKeepsStoredFields(t *testing.T) {
 	if err != nil || !found {
 		t.Fatalf("backup under %s: found %v, %v", newID, found, err)
 	}
-	_, p, _ := decodeEnvelope(raw)
+	_, p, _ := decodeEnvelope(raw, newID)
 	if !strings.Contains(string(p), "ada@example.com") {
 		t.Fatalf("stored session after Get[narrow] = %s, want the Email field kept", p)
 	}
