@@ -18,6 +18,9 @@ import (
 // it. If the queue is full the session is counted in BackupsDropped and
 // left for the retry loop; nothing is lost.
 func (b *backup) schedule(e *entry) {
+	if b.closedFor(e) {
+		return
+	}
 	if !b.claim(e) {
 		return
 	}
@@ -30,6 +33,25 @@ func (b *backup) schedule(e *entry) {
 	b.m.stats.backupsDropped.Add(1)
 	b.m.logger.warn("queue-full", "mcsession: backup queue full; sessions are retried (raise BackupQueueSize or BackupWorkers)",
 		"size", cap(b.queue))
+}
+
+// closedFor reports whether the Manager is closed, counting and logging
+// the change to e that it will therefore never write: after Shutdown or
+// Close sessions live on in memory only.
+func (b *backup) closedFor(e *entry) bool {
+	if !b.m.closed.Load() {
+		return false
+	}
+	e.mu.Lock()
+	changed := e.dirty || e.readMutable
+	e.dirty, e.readMutable = false, false // never to be written: count it once
+	e.mu.Unlock()
+	if !changed {
+		return true
+	}
+	b.m.stats.changesAfterClose.Add(1)
+	b.m.logger.warn("after-close", "mcsession: session changed after Shutdown or Close; kept in memory only, not written to memcached (shut the http.Server down before the Manager)")
+	return true
 }
 
 // claim marks e queued, or reports false if it already is. A claimed
@@ -205,6 +227,9 @@ func (b *backup) settle(e *entry, err error) {
 // storeNow stores e on the caller's goroutine, within BackupTimeout; a
 // failure leaves it for the retry loop. It is the SyncBackup path.
 func (b *backup) storeNow(e *entry) {
+	if b.closedFor(e) {
+		return
+	}
 	if err := b.store(e, time.Now().Add(b.m.cfg.BackupTimeout), true); retryable(err) {
 		b.addPending(e)
 	}

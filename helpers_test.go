@@ -1,6 +1,7 @@
 package mcsession
 
 import (
+	"context"
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
@@ -241,3 +242,33 @@ func jsonString(v any) string {
 }
 
 var _ sync.Mutex
+
+// logRecorder is a slog.Handler that keeps every record, for tests that
+// check what a Manager logged.
+type logRecorder struct {
+	mu      sync.Mutex // guards records
+	records []slog.Record
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler            { return h }
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r.Clone())
+	return nil
+}
+
+// atLeast returns the messages of the records at level or above.
+func (h *logRecorder) atLeast(level slog.Level) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var msgs []string
+	for _, r := range h.records {
+		if r.Level >= level {
+			msgs = append(msgs, r.Message)
+		}
+	}
+	return msgs
+}

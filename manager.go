@@ -65,13 +65,15 @@ func (m *Manager) goRun(f func()) {
 }
 
 // Shutdown writes every pending backup to memcached, then stops the
-// Manager's goroutines, like Close. Call it after http.Server.Shutdown has
-// finished the last requests, so a rolling deploy loses nothing. It gives up
-// when ctx is done; its error then wraps ErrNotFlushed and says how many
-// sessions were not written. Sessions stay usable in memory afterwards;
-// only requests with SyncBackup still write their changes to memcached.
-// Shutdown is safe to call more than once and after Close; later calls
-// return nil.
+// Manager's goroutines and closes its connections, like Close. Call it
+// after http.Server.Shutdown has finished the last requests, so a rolling
+// deploy loses nothing. It gives up when ctx is done; its error then wraps
+// ErrNotFlushed and says how many sessions were not written. Afterwards the
+// Manager still serves sessions from memory, with or without SyncBackup,
+// but writes nothing to memcached: a change made then is counted in
+// Stats.ChangesAfterClose, logged as a warning, and lost when the process
+// exits. Shutdown is safe to call more than once and after Close; later
+// calls return nil.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	if m.closed.Load() {
 		return nil
@@ -85,8 +87,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 }
 
 // Close stops the Manager's goroutines at once, without writing pending
-// backups, and waits for them to return. It is safe to call more than once,
-// and always returns nil.
+// backups, waits for them to return and closes the memcached connections.
+// Sessions stay usable in memory, as after Shutdown. It is safe to call
+// more than once, and always returns nil.
 func (m *Manager) Close() error {
 	m.stopOnce.Do(func() {
 		m.closed.Store(true)

@@ -240,6 +240,7 @@ const (
 	classMiss                 // the key is not there: not a failure
 	classBadRequest           // the node refused this request (too large, bad key): the node is fine
 	classUnreachable          // dial error, timeout, broken connection: the node is down
+	classClosed               // the Manager closed its connections: says nothing of the node
 )
 
 // classify decides what a gomemcache error means, in one place.
@@ -249,6 +250,8 @@ func classify(err error) errClass {
 		return classOK
 	case errors.Is(err, memcache.ErrCacheMiss), errors.Is(err, memcache.ErrNotStored):
 		return classMiss
+	case errors.Is(err, errSetterClosed):
+		return classClosed
 	case errors.As(err, new(replyError)), errors.Is(err, memcache.ErrMalformedKey), errors.Is(err, memcache.ErrServerError),
 		strings.Contains(err.Error(), "SERVER_ERROR"), strings.Contains(err.Error(), "CLIENT_ERROR"):
 		return classBadRequest

@@ -22,6 +22,8 @@ type Stats struct {
 	Relocations uint64 // sessions moved to another node because theirs was down
 	LateChanges uint64 // ID changes made after the response had started (the cookie could not follow)
 
+	ChangesAfterClose uint64 // session changes made after Shutdown or Close: kept in memory, never written to memcached
+
 	BackupsWritten  uint64 // sessions written to memcached with set
 	BackupBatches   uint64 // batches the sets went out in (one write, one read each); BackupsWritten/BackupBatches is the mean batch size
 	BackupsSkipped  uint64 // backups found unchanged after a mutable value was read
@@ -56,7 +58,7 @@ type Latency struct {
 type counters struct {
 	requests, requestsIgnored, requestsWithSession                atomic.Uint64
 	created, expired, invalidated                                 atomic.Uint64
-	takeovers, relocations, lateChanges                           atomic.Uint64
+	takeovers, relocations, lateChanges, changesAfterClose        atomic.Uint64
 	backupsWritten, backupsSkipped, backupsFailed, backupsDropped atomic.Uint64
 	backupsTooLarge, touches, deletes, backupBatches              atomic.Uint64
 	loadsHit, loadsMiss, loadsError, decodeErrors                 atomic.Uint64
@@ -103,6 +105,7 @@ func (m *Manager) Stats() Stats {
 		Takeovers:           c.takeovers.Load(),
 		Relocations:         c.relocations.Load(),
 		LateChanges:         c.lateChanges.Load(),
+		ChangesAfterClose:   c.changesAfterClose.Load(),
 		BackupsWritten:      c.backupsWritten.Load(),
 		BackupsSkipped:      c.backupsSkipped.Load(),
 		BackupsFailed:       c.backupsFailed.Load(),
