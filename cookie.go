@@ -24,7 +24,7 @@ func (m *Manager) sessionCookie(r *http.Request) string {
 			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
 				v = v[1 : len(v)-1]
 			}
-			if _, ok := parseID(v, m.backup != nil); ok {
+			if _, ok := parseID(v, m.withNode); ok {
 				return v
 			}
 		}

@@ -293,7 +293,7 @@ func FuzzSessionCookie(f *testing.F) {
 			if id == "" {
 				continue
 			}
-			if _, ok := parseID(id, m.backup != nil); !ok {
+			if _, ok := parseID(id, m.withNode); !ok {
 				t.Fatalf("sessionCookie(%q, %q) = %q, which does not parse", line1, line2, id)
 			}
 			if !strings.Contains(line1, DefaultCookieName+"="+id) && !strings.Contains(line1, DefaultCookieName+`="`+id+`"`) &&

@@ -10,15 +10,6 @@ var (
 	// ErrClosed is returned by SetNodes after Shutdown or Close.
 	ErrClosed = errors.New("mcsession: manager is closed")
 
-	// ErrTooLarge is wrapped by the backup error of a session whose encoded
-	// form exceeds Config.ItemSizeLimit, or that memcached refused as larger
-	// than its own item size limit (-I). The session keeps working locally.
-	ErrTooLarge = errors.New("mcsession: session too large for memcached")
-
-	// ErrNoNodeUp is wrapped by the backup error of a session when every
-	// memcached node is down. The backup is retried.
-	ErrNoNodeUp = errors.New("mcsession: no memcached node is up")
-
 	// ErrNotFlushed is wrapped by Shutdown's error when some sessions could
 	// not be backed up before it gave up.
 	ErrNotFlushed = errors.New("mcsession: sessions not backed up")
@@ -37,19 +28,47 @@ func (e *ConfigError) Error() string {
 
 func configError(field, problem string) error { return &ConfigError{Field: field, Problem: problem} }
 
-// NodeError reports a failed memcached operation on one node. Errors from
-// the backend wrap it, so errors.As finds the node.
-type NodeError struct {
-	Node string // node id, such as "n1"
-	Addr string // host:port
-	Op   string // "get", "set", "touch", "delete" or "version"
-	Err  error  // the underlying error
+// Errors of stores, kept in Stats and logs; no exported function returns
+// them.
+var (
+	// errTooLarge is wrapped by the error of a store whose encoded session
+	// exceeds Config.ItemSizeLimit, or that memcached refused as larger
+	// than its own item size limit (-I). The session keeps working locally.
+	errTooLarge = errors.New("mcsession: session too large for memcached")
+
+	// errNoNodeUp is the error of a store when every memcached node is
+	// down. The store is retried.
+	errNoNodeUp = errors.New("mcsession: no memcached node is up")
+)
+
+// nodeError reports a failed memcached operation on one node, for logs.
+// It wraps the wire's error, so mcwire.Classify sees through it.
+type nodeError struct {
+	node, addr, op string
+	err            error
 }
 
-// Error says which operation failed on which node, and why.
-func (e *NodeError) Error() string {
-	return fmt.Sprintf("mcsession: memcached %s on node %s (%s): %v", e.Op, e.Node, e.Addr, e.Err)
+func opError(n *node, op string, err error) error {
+	return &nodeError{node: n.ID, addr: n.Addr, op: op, err: err}
 }
 
-// Unwrap returns the underlying error, for errors.Is and errors.As.
-func (e *NodeError) Unwrap() error { return e.Err }
+func (e *nodeError) Error() string {
+	return fmt.Sprintf("mcsession: memcached %s on node %s (%s): %v", e.op, e.node, e.addr, e.err)
+}
+
+func (e *nodeError) Unwrap() error { return e.err }
+
+// errPermanent marks a store error that retrying cannot fix until the
+// session changes again: an encoding error or a session that is too large.
+type errPermanent struct{ error }
+
+func (e errPermanent) Unwrap() error { return e.error }
+
+// retryable reports whether a failed store should be retried later.
+func retryable(err error) bool {
+	if err == nil {
+		return false // before the target below, which escapes: no allocation for a success
+	}
+	var p errPermanent
+	return !errors.As(err, &p)
+}

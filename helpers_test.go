@@ -224,7 +224,8 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 func waitIdle(t testing.TB, m *Manager) {
 	t.Helper()
 	eventually(t, 5*time.Second, "backups still queued or pending", func() bool {
-		return m.backup == nil || m.backup.backlog.Load() == 0 && m.backup.pendingLen() == 0
+		r, ok := m.replica.(*memcacheReplica)
+		return !ok || r.queue.backlog.Load() == 0 && r.queue.pendingLen() == 0
 	})
 }
 
@@ -271,4 +272,17 @@ func (h *logRecorder) atLeast(level slog.Level) []string {
 		}
 	}
 	return msgs
+}
+
+// replicaOf returns m's memcached replica; m must have nodes.
+func replicaOf(m *Manager) *memcacheReplica { return m.replica.(*memcacheReplica) }
+
+// waitFor waits until ch is closed, for at most 5s.
+func waitFor(t testing.TB, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("after 5s: still waiting for %s", what)
+	}
 }

@@ -31,7 +31,7 @@ import (
 // request to release e, so no handler can be changing a value meanwhile. It
 // gives up, leaving the session to the queue, if a write of it is in flight
 // (its hash is about to change) or it was never stored.
-func (b *backup) checkInPlaceLocked(e *entry) {
+func (r *memcacheReplica) checkInPlaceLocked(e *entry) {
 	if !e.writeMu.TryLock() {
 		return
 	}
@@ -40,16 +40,16 @@ func (b *backup) checkInPlaceLocked(e *entry) {
 		return
 	}
 	if e.verifiedLocked() {
-		b.readUnchangedLocked(e)
+		r.readUnchangedLocked(e)
 		return
 	}
-	h, err := b.m.valuesHash(e.values)
+	h, err := r.m.valuesHash(e.values)
 	if err != nil {
 		return // the worker reports it
 	}
 	if h == e.storedHash {
 		e.verified = snapshot(e.values)
-		b.readUnchangedLocked(e)
+		r.readUnchangedLocked(e)
 		return
 	}
 	e.dirty = true
@@ -63,9 +63,9 @@ func (e *entry) verifiedLocked() bool {
 
 // readUnchangedLocked records that the mutable values read from e were not
 // changed: nothing to store for that read. e.mu is held.
-func (b *backup) readUnchangedLocked(e *entry) {
+func (r *memcacheReplica) readUnchangedLocked(e *entry) {
 	e.readMutable = false
-	b.m.stats.backupsSkipped.Add(1)
+	r.m.stats.backupsSkipped.Add(1)
 }
 
 // snapshot returns a copy of vs that sameValues can compare with later

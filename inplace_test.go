@@ -201,7 +201,7 @@ func testInPlaceStringSliceChange(t *testing.T, sync bool) {
 // localEntry returns the local session of id in m.
 func localEntry(t testing.TB, m *Manager, id string) *entry {
 	t.Helper()
-	sid, ok := parseID(id, m.backup != nil)
+	sid, ok := parseID(id, m.withNode)
 	if !ok {
 		t.Fatalf("session ID %q does not parse", id)
 	}

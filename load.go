@@ -1,12 +1,9 @@
 package mcsession
 
 import (
-	"errors"
-	"hash/maphash"
-	"sync"
 	"time"
 
-	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/mcsession/mcsession/internal/mcwire"
 )
 
 // load fetches a session this process does not hold from memcached: the
@@ -15,121 +12,104 @@ import (
 // instance's route; if that changes its ID, the client gets a new cookie and
 // the copy under the old ID is deleted once the new one is written. It
 // returns no session if it is not in memcached, has expired or cannot be
-// decoded (all three: gone), or if its node cannot be reached.
-func (b *backup) load(id sessionID) loaded {
-	ns := b.nodes.Load()
+// decoded (all three: gone), or if no node that could hold it answered.
+func (r *memcacheReplica) load(id sessionID) loaded {
+	ns := r.cluster.load()
 	if ns.byID[id.node] == nil {
 		return loaded{gone: true} // unknown node: a forged or outdated cookie costs no lookup
 	}
-	return b.flights.do(id.random, func() loaded { return b.loadNow(ns, id) })
+	return r.flights.Do(id.random, func() loaded { return r.loadNow(ns, id) })
 }
 
-// loaded is the outcome of a load: the session, or whether it is certainly
-// gone (missing, expired or corrupt) rather than out of reach.
-type loaded struct {
-	e    *entry
-	gone bool
-}
-
-// loadNow does the work of load.
-func (b *backup) loadNow(ns *nodeSet, id sessionID) loaded {
-	if e, ok := b.m.sessions.Get(id.random); ok {
+// loadNow does the work of load. It asks the ID's node, then, if that is
+// down or does not have the session, the other up nodes in the session's
+// ranking: its owner may have moved it there while the ID's node was down,
+// and the client may not have received the new cookie.
+func (r *memcacheReplica) loadNow(ns *nodeSet, id sessionID) loaded {
+	if e, ok := r.m.sessions.Get(id.random); ok {
 		return loaded{e: e} // adopted by a load that finished just before this one began
 	}
 	home := ns.byID[id.node]
-	candidates := []*node{home}
-	if !home.up.Load() {
-		candidates = elsewhere(ns, home, id.random)
-	}
-	// Beyond its home node the session may be where its owner moved it
-	// while home was down: home may be back now, restarted empty.
+	var buf [8]*node
+	candidates := append(buf[:0], home)
 	lookedElsewhere := !home.up.Load()
+	if lookedElsewhere {
+		candidates = ns.elsewhere(candidates[:0], home, id.random)
+	}
 	failed := false
 	for i := 0; i < len(candidates); i++ {
 		n := candidates[i]
 		found := sessionID{id.random, n.ID, id.route}
-		key := memcacheKey(b.m.cfg.KeyPrefix, found.String())
-		start := time.Now()
-		var item *memcache.Item
-		err := b.do(n, "get", func(c *memcache.Client) (err error) {
-			item, err = c.Get(key)
-			return err
-		})
-		b.m.stats.loadLatency.observe(time.Since(start))
-		switch {
-		case errors.Is(err, memcache.ErrCacheMiss):
-			if n == home && !lookedElsewhere {
-				lookedElsewhere = true
-				candidates = append(candidates, elsewhere(ns, home, id.random)...)
-			}
-			continue
-		case err != nil:
-			failed = true
-			b.m.stats.loadsError.Add(1)
-			b.m.logger.warn("load-error", "mcsession: cannot load session from memcached; the request starts without it",
-				"err", err)
-			if n == home && !lookedElsewhere {
-				// This get found the session's node dead: look where the
-				// owner may have moved it, as if it had been known down.
-				lookedElsewhere = true
-				candidates = append(candidates, elsewhere(ns, home, id.random)...)
-			}
-			continue
-		}
-		e, err := b.adopt(found, n, key, item.Value)
+		key := memcacheKey(r.m.cfg.KeyPrefix, found.String())
+		blob, err := r.get(n, key)
 		if err != nil {
-			b.m.stats.decodeErrors.Add(1)
-			b.m.stats.loadsMiss.Add(1)
-			b.m.logger.warn("decode", "mcsession: stored session cannot be decoded; treated as missing",
-				"node", n.ID, "key", key, "err", err)
-			return loaded{gone: true}
+			failed = failed || mcwire.Classify(err) != mcwire.Miss
+			if n == home && !lookedElsewhere {
+				lookedElsewhere = true
+				candidates = ns.elsewhere(candidates, home, id.random)
+			}
+			continue
 		}
-		if e == nil {
-			b.m.stats.loadsMiss.Add(1) // expired
-			return loaded{gone: true}
-		}
-		b.m.stats.loadsHit.Add(1)
-		actual, _ := b.m.sessions.LoadOrStore(e.random, e)
-		return loaded{e: actual}
+		return r.adoptFound(found, n, key, blob)
 	}
 	if failed || len(candidates) == 0 {
 		return loaded{} // out of reach, not known to be gone
 	}
-	b.m.stats.loadsMiss.Add(1)
+	r.m.stats.loadsMiss.Add(1)
 	return loaded{gone: true} // missing on every node that answered
 }
 
-// elsewhere lists the up nodes other than home, where the owner of a
-// session on home may have moved it when home went down: first the node
-// pick chooses, as the owner would have, then the others.
-func elsewhere(ns *nodeSet, home *node, random string) []*node {
-	var list []*node
-	if n := ns.pick(random); n != home && n.up.Load() {
-		list = append(list, n)
+// get reads key from n, counting and logging a failure other than a miss.
+func (r *memcacheReplica) get(n *node, key string) ([]byte, error) {
+	start := time.Now()
+	blob, err := n.wire.Get(key)
+	r.m.stats.loadLatency.observe(time.Since(start))
+	switch mcwire.Classify(err) {
+	case mcwire.OK, mcwire.Miss:
+		return blob, err
 	}
-	for _, n := range ns.list {
-		if n != home && n.up.Load() && (len(list) == 0 || n != list[0]) {
-			list = append(list, n)
-		}
+	r.cluster.failed(n, err)
+	r.m.stats.loadsError.Add(1)
+	r.m.logger.warn("load-error", "mcsession: cannot load session from memcached; the request starts without it",
+		"err", opError(n, "get", err))
+	return nil, err
+}
+
+// adoptFound adds the session stored as blob under key on n, found for
+// the ID found, to process memory, unless it is corrupt or expired.
+func (r *memcacheReplica) adoptFound(found sessionID, n *node, key string, blob []byte) loaded {
+	e, err := r.adopt(found, n, key, blob)
+	if err != nil {
+		r.m.stats.decodeErrors.Add(1)
+		r.m.stats.loadsMiss.Add(1)
+		r.m.logger.warn("decode", "mcsession: stored session cannot be decoded; treated as missing",
+			"node", n.ID, "key", key, "err", err)
+		return loaded{gone: true}
 	}
-	return list
+	if e == nil {
+		r.m.stats.loadsMiss.Add(1) // expired
+		return loaded{gone: true}
+	}
+	r.m.stats.loadsHit.Add(1)
+	actual, _ := r.m.sessions.LoadOrStore(e.random, e)
+	return loaded{e: actual}
 }
 
 // adopt decodes a stored session found under id on node n. It returns nil
 // without error if the session has outlived its lifetime.
-func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, error) {
+func (r *memcacheReplica) adopt(id sessionID, n *node, key string, blob []byte) (*entry, error) {
 	env, payload, err := decodeEnvelope(blob, id.String())
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
-	for _, life := range []time.Duration{env.lifetime, b.m.cfg.Lifetime} {
+	for _, life := range []time.Duration{env.lifetime, r.m.cfg.Lifetime} {
 		if life > 0 && now.Sub(env.created) > life {
-			b.deleteKey(n.ID, key, nil)
+			r.deleteKey(n.ID, key, nil)
 			return nil, nil
 		}
 	}
-	decoded, err := b.m.cfg.Transcoder.Decode(payload)
+	decoded, err := r.m.cfg.Transcoder.Decode(payload)
 	if err != nil {
 		return nil, err
 	}
@@ -139,69 +119,23 @@ func (b *backup) adopt(id sessionID, n *node, key string, blob []byte) (*entry, 
 		values:     values,
 		created:    env.created,
 		lastAccess: now,
-		storedHash: b.storedHash(values, payload),
+		storedHash: r.m.storedHash(values, payload),
 		storedNode: n.ID,
 		storedKey:  key,
 	}
 	// The ID is built afresh: id's parts are substrings of the request's
 	// Cookie header, which the session must not keep alive.
-	e.setID(sessionID{id.random, n.ID, b.m.cfg.Route})
+	e.setID(sessionID{id.random, n.ID, r.m.cfg.Route})
 	if e.id != id.String() {
-		// Stored under another ID: write it under ours (the next backup
+		// Stored under another ID: write it under ours (the next store
 		// does, and deletes the old key).
 		e.dirty = true
-		if id.route != b.m.cfg.Route {
-			b.m.stats.takeovers.Add(1)
+		if id.route != r.m.cfg.Route {
+			r.m.stats.takeovers.Add(1)
 		}
 	}
 	e.mu.Lock()
-	b.placeLocked(e)
+	r.placeLocked(e)
 	e.mu.Unlock()
 	return e, nil
-}
-
-// storedHash is valuesHash for values just decoded from payload: the
-// payload's own hash stands for values that have no fingerprint.
-func (b *backup) storedHash(values values, payload []byte) uint64 {
-	if h, ok := fingerprint(b.m.seed, values); ok {
-		return h
-	}
-	return maphash.Bytes(b.m.seed, payload)
-}
-
-// flightGroup runs one function per key at a time and shares its result
-// with every caller that asked for the same key meanwhile.
-type flightGroup struct {
-	// mu guards calls.
-	mu    sync.Mutex
-	calls map[string]*flight
-}
-
-type flight struct {
-	done chan struct{}
-	res  loaded
-}
-
-func (g *flightGroup) do(key string, fn func() loaded) loaded {
-	g.mu.Lock()
-	if f, ok := g.calls[key]; ok {
-		g.mu.Unlock()
-		<-f.done
-		return f.res
-	}
-	if g.calls == nil {
-		g.calls = make(map[string]*flight)
-	}
-	f := &flight{done: make(chan struct{})}
-	g.calls[key] = f
-	g.mu.Unlock()
-
-	defer func() {
-		g.mu.Lock()
-		delete(g.calls, key)
-		g.mu.Unlock()
-		close(f.done)
-	}()
-	f.res = fn()
-	return f.res
 }

@@ -20,11 +20,13 @@ type Manager struct {
 	sessions *shardmap.Map[*entry] // by the ID's random part
 	stats    counters
 	seed     maphash.Seed // for payload hashes
-	backup   *backup      // nil without memcached nodes
+	replica  replica      // where copies live: inProcess or memcacheReplica
+	withNode bool         // session IDs carry a node part (replica.withNode, read per request)
 
 	stop     chan struct{} // closed by Close: every goroutine returns
 	stopOnce sync.Once
 	wg       sync.WaitGroup // the Manager's goroutines
+	running  atomic.Int32   // how many of them run now (Stats-free, for tests and checks)
 	closed   atomic.Bool
 }
 
@@ -46,20 +48,24 @@ func New(cfg Config) (*Manager, error) {
 		stop:     make(chan struct{}),
 	}
 	if len(s.nodes) > 0 {
-		m.backup = newBackup(m, s.nodes)
+		r := newMemcacheReplica(m, s.nodes)
+		m.replica = r
+		r.start()
+	} else {
+		m.replica = inProcess{m}
 	}
+	m.withNode = m.replica.withNode()
 	m.goRun(m.sweepLoop)
-	if m.backup != nil {
-		m.backup.start()
-	}
 	return m, nil
 }
 
 // goRun runs f in a goroutine owned by m: Close waits for it to return.
 func (m *Manager) goRun(f func()) {
 	m.wg.Add(1)
+	m.running.Add(1)
 	go func() {
 		defer m.wg.Done()
+		defer m.running.Add(-1)
 		f()
 	}()
 }
@@ -78,10 +84,10 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	if m.closed.Load() {
 		return nil
 	}
-	var err error
-	if m.backup != nil {
-		err = m.backup.flush(ctx)
+	if h := m.cfg.hooks.shutdownBegan; h != nil {
+		h()
 	}
+	err := m.replica.flush(ctx)
 	m.Close()
 	return err
 }
@@ -95,9 +101,7 @@ func (m *Manager) Close() error {
 		m.closed.Store(true)
 		close(m.stop)
 		m.wg.Wait()
-		if m.backup != nil {
-			m.backup.close()
-		}
+		m.replica.close()
 	})
 	return nil
 }
@@ -113,20 +117,13 @@ func (m *Manager) SetNodes(nodes, failover string) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
-	if m.backup == nil {
-		return configError("Nodes", "SetNodes needs a Manager created with nodes: IDs without a node part cannot be backed up")
-	}
 	c := m.cfg.Config
 	c.Nodes, c.FailoverNodes = nodes, failover
 	s, err := resolve(c)
 	if err != nil {
 		return err
 	}
-	if len(s.nodes) == 0 {
-		return configError("Nodes", "SetNodes needs at least one node")
-	}
-	m.backup.setNodes(s.nodes)
-	return nil
+	return m.replica.setNodes(s.nodes)
 }
 
 // resolve returns the session a request's cookie names, or nil, acquired
@@ -139,17 +136,15 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 	if cookie == "" {
 		return nil, false
 	}
-	id := splitID(cookie, m.backup != nil)
+	id := splitID(cookie, m.withNode)
 	now := time.Now()
 	if e, ok := m.sessions.Get(id.random); ok {
 		e.mu.Lock()
 		live := !e.removed && !m.expiredLocked(e, now)
 		if live {
 			e.lastAccess = now
-			e.active++ // acquired, under the lock already held
-			if m.backup != nil {
-				m.backup.placeLocked(e)
-			}
+			e.acquireLocked()
+			m.replica.usedLocked(e)
 		}
 		e.mu.Unlock()
 		if live {
@@ -158,10 +153,7 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 		m.expire(e, now)
 		return nil, true
 	}
-	if m.backup == nil {
-		return nil, true
-	}
-	l := m.backup.load(id)
+	l := m.replica.load(id)
 	l.e.acquire()
 	return l.e, l.gone
 }
@@ -174,11 +166,8 @@ func (m *Manager) create() *entry {
 		lastAccess: now,
 		dirty:      true,
 	}
-	id := sessionID{random: newRandom(), route: m.cfg.Route}
-	if m.backup != nil {
-		id.node = m.backup.nodes.Load().pick(id.random).ID
-	}
-	e.setID(id)
+	random := newRandom()
+	e.setID(sessionID{random, m.replica.home(random), m.cfg.Route})
 	m.sessions.Set(e.random, e)
 	m.stats.created.Add(1)
 	return e
@@ -195,19 +184,9 @@ func (m *Manager) renew(e *entry) {
 	e.setID(sessionID{newRandom(), e.node, m.cfg.Route})
 	random := e.random
 	e.dirty = true
-	if m.backup != nil {
-		e.renamed = append(e.renamed, old)
-	}
 	e.mu.Unlock()
 	m.sessions.Set(random, e)
-	if m.backup == nil {
-		m.sessions.DeleteIf(old, func(x *entry) bool { return x == e })
-	} else {
-		// The old ID's backup exists until the session is stored under
-		// the new one; a tombstone keeps the old ID from loading it (a
-		// fixated ID must be worthless at once). storeOnce removes it.
-		m.sessions.Set(old, &entry{removed: true, lastAccess: time.Now()})
-	}
+	m.replica.renamed(e, old)
 	// A concurrent renew or end may have run between the unlock and Set:
 	// then random is no longer e's key, and must not keep e alive.
 	e.mu.Lock()
@@ -243,18 +222,7 @@ func (m *Manager) endIf(e *entry, c *atomic.Uint64, sync bool, cond func() bool)
 	random := e.random
 	e.mu.Unlock()
 	c.Add(1)
-	if m.backup == nil {
-		m.sessions.DeleteIf(random, func(x *entry) bool { return x == e })
-		return
-	}
-	// With memcached, e stays in the map as a tombstone until its backup
-	// is deleted (see backup.storeOnce): until then a request with its ID
-	// finds it ended here, instead of missing and loading the backup back.
-	if sync && m.cfg.SyncBackup {
-		m.backup.storeNow(e)
-		return
-	}
-	m.backup.schedule(e)
+	m.replica.ended(e, random, sync)
 }
 
 // expiredLocked reports whether e has outlived its idle timeout or lifetime.

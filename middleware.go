@@ -95,9 +95,7 @@ func (rq *request) beforeResponse() {
 		}
 		return
 	}
-	if m.cfg.SyncBackup && m.backup != nil && e.changed() {
-		m.backup.storeNow(e)
-	}
+	m.replica.beforeResponse(e)
 	e.mu.Lock()
 	id := e.id
 	e.mu.Unlock()
@@ -122,35 +120,5 @@ func (rq *request) finish() {
 	if e == nil {
 		return
 	}
-	if m.backup == nil {
-		e.release()
-		return
-	}
-	e.mu.Lock()
-	e.active-- // acquired when the request first used the session
-	if mutated {
-		// A store before the response (SyncBackup), or by another
-		// request, may have cleared the mark while this handler could
-		// still change what it read.
-		e.readMutable = true
-	}
-	if e.readMutable && !e.dirty && !e.removed && e.active == 0 {
-		m.backup.checkInPlaceLocked(e)
-	}
-	changed := e.dirty || e.readMutable || e.removed
-	touch := !changed && !e.unstorable && e.storedUntil.Before(m.expiryLocked(e))
-	e.mu.Unlock()
-	switch {
-	case changed && m.cfg.SyncBackup:
-		m.backup.storeNow(e)
-	case changed || touch:
-		m.backup.schedule(e)
-	}
-}
-
-// changed reports whether e has changes memcached does not have yet.
-func (e *entry) changed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.dirty || e.readMutable || e.removed
+	m.replica.release(e, mutated)
 }

@@ -2,7 +2,6 @@ package mcsession
 
 import (
 	"sync"
-	"time"
 )
 
 // Session is one request's view of a user's session. Get it with
@@ -27,39 +26,6 @@ type Session struct {
 	ended    bool   // this request invalidated its session
 	gone     bool   // the cookie names a session that no longer exists
 	mutated  bool   // a mutable value was read: it may change until the request ends
-}
-
-// entry is a session's state, shared by every request that uses it. The
-// fields a request reads come first, so a lookup among many sessions
-// touches as few cache lines as it can; those only backups use come last.
-type entry struct {
-	// mu guards the fields up to writeMu.
-	mu          sync.Mutex
-	removed     bool // expired or invalidated: delete from memcached, never store again
-	dirty       bool // changed since the last backup began
-	readMutable bool // a mutable value was handed out since the last backup began
-	unstorable  bool // the last backup failed in a way only a change can fix
-	queued      bool // waiting in the backup queue
-	active      int  // requests using the session now: no async encode while > 0
-	lastAccess  time.Time
-	values      values
-	node        string    // the ID's node part; "" without memcached (set by setID)
-	id          string    // the whole current ID (set by setID)
-	storedUntil time.Time // when memcached's copy expires; zero if unknown
-	created     time.Time
-	random      string   // the ID's random part, the local map's key (set by setID)
-	key         string   // memcached key of id, or "" until derived (see backup.keyLocked)
-	renamed     []string // random parts before RenewID, tombstoned until the next store
-
-	// writeMu serialises backups of this session, so a write of an older
-	// state can never land after a write of a newer one. It is taken before mu.
-	writeMu sync.Mutex
-	// stored* describe what memcached holds; guarded by writeMu.
-	storedHash uint64 // hash of the last payload written
-	storedNode string // node of the last write, or of the copy a takeover loaded
-	storedKey  string // key of that copy; deleted once the session is stored under another
-	rejected   uint64 // hash of the last payload that could not be stored (too large, say)
-	verified   values // snapshot of values known to be what storedHash stands for, or nil (inplace.go)
 }
 
 // ID returns the session ID, or "" if the request has no session yet.
@@ -252,34 +218,5 @@ func (s *Session) noteIDChangeLocked() {
 	if s.w != nil && s.w.started.Load() {
 		s.m.stats.lateChanges.Add(1)
 		s.m.logger.warn("late-change", "mcsession: session ID changed after the response started; the client keeps its old cookie (change the session before writing the response)")
-	}
-}
-
-// acquire records that a request is using e, until it calls release. The
-// backup workers do not encode e meanwhile, so a request may change its
-// values in place. A nil e is ignored.
-func (e *entry) acquire() {
-	if e != nil {
-		e.mu.Lock()
-		e.active++
-		e.mu.Unlock()
-	}
-}
-
-// release ends a use begun by acquire.
-func (e *entry) release() {
-	e.mu.Lock()
-	e.active--
-	e.mu.Unlock()
-}
-
-// setID sets e's ID and its parts. The random part is a substring of the ID,
-// so a session holds its ID's bytes once.
-func (e *entry) setID(id sessionID) {
-	e.id = id.String()
-	e.key = "" // derived again from the new ID when needed
-	e.random, e.node = e.id[:randomLen], id.node
-	if e.node != "" {
-		e.node = e.id[randomLen+1 : randomLen+1+len(id.node)]
 	}
 }

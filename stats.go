@@ -121,10 +121,6 @@ func (m *Manager) Stats() Stats {
 		BackupLatency:       c.backupLatency.snapshot(),
 		LoadLatency:         c.loadLatency.snapshot(),
 	}
-	if m.backup != nil {
-		s.QueueDepth = len(m.backup.queue)
-		s.PendingRetries = m.backup.pendingLen()
-		s.Nodes, s.NodesUp = m.backup.nodeCounts()
-	}
+	m.replica.addStats(&s)
 	return s
 }

@@ -125,7 +125,7 @@ func TestTakeoverConcurrentRequestsShareOneLoad(t *testing.T) {
 		}()
 	}
 	eventually(t, 2*time.Second, "the concurrent requests did not all reach the session load", func() bool {
-		return goroutinesIn("mcsession.(*backup).load(") == n
+		return replicaOf(b.m).flights.Waiters(oldID[:randomLen]) == n-1
 	})
 	home.Resume()
 	wg.Wait()

@@ -1,9 +1,8 @@
-package mcsession
+package mcwire
 
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -13,14 +12,28 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 )
 
-// setter writes sets to one memcached node, many at a time: a batch of sets
-// goes out in one write and its replies come back in one read. On a
-// virtual machine a set sent alone costs tens of microseconds of CPU on
-// each side, almost all of it system calls and wake-ups; in a batch of ten
-// each costs a tenth of that (see issue 4 in ARCHITECTURE.md). gomemcache
-// sends one command per round trip and has no batched set, so sets have
-// this small client of their own; every other command still goes through
-// gomemcache.
+// Set is one set command and, once sent, its outcome.
+type Set struct {
+	Key   string
+	Value []byte
+	Exp   int32 // memcached expiration: seconds, or a Unix time past 30 days
+	Err   error // the outcome: nil when stored
+
+	turn chan []*Set // a queued SetJoined's wake-up: nil when sent, else the batch to send
+}
+
+// SetMany stores every set's value under its key, all in one write with
+// their replies read in one go, and sets each set's Err. A connection
+// error ends the batch: the sets not yet answered get it. A pooled
+// connection the server has closed since (a restart, say) is replaced once
+// by a fresh one before that.
+func (n *Node) SetMany(sets []*Set) { n.setter.setMany(sets) }
+
+// setter writes sets to one memcached node, many at a time. On a virtual
+// machine a set sent alone costs tens of microseconds of CPU on each side,
+// almost all of it system calls and wake-ups; in a batch of ten each costs
+// a tenth of that. gomemcache sends one command per round trip and has no
+// batched set, so sets have this small client of their own.
 type setter struct {
 	addr    string
 	timeout time.Duration // for the whole batch: dial, write and read
@@ -39,43 +52,26 @@ type setConn struct {
 	w  *bufio.Writer
 }
 
-// errSetterClosed is returned by a setter after close.
-var errSetterClosed = errors.New("mcsession: memcached connection closed (Manager closed or node removed)")
-
-// replyError is a reply other than STORED, as memcached sent it
-// ("SERVER_ERROR object too large for cache", say). classify reads it.
-type replyError string
-
-func (e replyError) Error() string { return "memcache: " + string(e) }
-
 func newSetter(addr string, timeout time.Duration, maxIdle int) *setter {
 	return &setter{addr: addr, timeout: timeout, maxIdle: maxIdle}
 }
 
-// setMany stores every op's blob under its key and sets op.err to the
-// outcome of each. A connection error ends the batch: the ops not yet
-// answered get it. A pooled connection the server has closed since (a
-// restart, say) is replaced once by a fresh one before that.
-func (s *setter) setMany(ops []*setOp) {
+func (s *setter) setMany(sets []*Set) {
 	c, pooled, err := s.get()
 	if err != nil {
-		for _, op := range ops {
-			op.err = err
-		}
+		fail(sets, err)
 		return
 	}
-	done, err := c.setMany(ops, s.timeout)
+	done, err := c.setMany(sets, s.timeout)
 	if err != nil && pooled && done == 0 && staleConn(err) {
 		c.nc.Close()
 		s.dropIdle()
 		if c, err = s.dial(); err == nil {
-			done, err = c.setMany(ops, s.timeout)
+			done, err = c.setMany(sets, s.timeout)
 		}
 	}
 	if err != nil {
-		for _, op := range ops[done:] {
-			op.err = err
-		}
+		fail(sets[done:], err)
 		if c != nil {
 			c.nc.Close()
 		}
@@ -84,29 +80,36 @@ func (s *setter) setMany(ops []*setOp) {
 	s.put(c)
 }
 
-// setMany writes ops in one batch and reads their replies. It returns how
-// many ops got a reply and, if the batch ended early, why; after an error
+// fail sets err as the outcome of every set.
+func fail(sets []*Set, err error) {
+	for _, set := range sets {
+		set.Err = err
+	}
+}
+
+// setMany writes sets in one batch and reads their replies. It returns how
+// many sets got a reply and, if the batch ended early, why; after an error
 // the connection must be closed.
-func (c *setConn) setMany(ops []*setOp, timeout time.Duration) (int, error) {
+func (c *setConn) setMany(sets []*Set, timeout time.Duration) (int, error) {
 	if err := c.nc.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return 0, err
 	}
 	var num [20]byte
-	for _, op := range ops {
+	for _, set := range sets {
 		c.w.WriteString("set ")
-		c.w.WriteString(op.key)
+		c.w.WriteString(set.Key)
 		c.w.WriteString(" 0 ")
-		c.w.Write(strconv.AppendInt(num[:0], int64(op.exp), 10))
+		c.w.Write(strconv.AppendInt(num[:0], int64(set.Exp), 10))
 		c.w.WriteByte(' ')
-		c.w.Write(strconv.AppendInt(num[:0], int64(len(op.blob)), 10))
+		c.w.Write(strconv.AppendInt(num[:0], int64(len(set.Value)), 10))
 		c.w.WriteString("\r\n")
-		c.w.Write(op.blob)
+		c.w.Write(set.Value)
 		c.w.WriteString("\r\n")
 	}
 	if err := c.w.Flush(); err != nil {
 		return 0, err
 	}
-	for i, op := range ops {
+	for i, set := range sets {
 		line, err := c.r.ReadSlice('\n')
 		if err != nil {
 			return i, err
@@ -114,22 +117,23 @@ func (c *setConn) setMany(ops []*setOp, timeout time.Duration) (int, error) {
 		line = bytes.TrimRight(line, "\r\n")
 		switch {
 		case string(line) == "STORED":
-			op.err = nil
+			set.Err = nil
 		case string(line) == "NOT_STORED":
-			op.err = memcache.ErrNotStored
+			set.Err = memcache.ErrNotStored
 		case bytes.HasPrefix(line, []byte("SERVER_ERROR")):
-			// memcached has read (and dropped) the data: the next
-			// reply is the next op's.
-			op.err = replyError(line)
+			// memcached has read (and dropped) the data: the next reply
+			// is the next set's. Its only sign of an oversized item is
+			// this reply's text.
+			set.Err = &ReplyError{Line: string(line), tooLarge: bytes.Contains(line, []byte("too large"))}
 		default:
-			// CLIENT_ERROR or ERROR: memcached may have taken part of
-			// the data for commands, so later replies cannot be matched
-			// to ops any more.
-			op.err = replyError(line)
-			return i + 1, fmt.Errorf("mcsession: batch of sets cut short, connection dropped: %w", replyError(line))
+			// CLIENT_ERROR or ERROR: memcached may have taken part of the
+			// data for commands, so later replies cannot be matched to
+			// sets any more.
+			set.Err = &ReplyError{Line: string(line)}
+			return i + 1, fmt.Errorf("batch of sets cut short, connection dropped: %w", set.Err)
 		}
 	}
-	return len(ops), nil
+	return len(sets), nil
 }
 
 // get returns an idle connection (pooled true) or a new one.
@@ -137,7 +141,7 @@ func (s *setter) get() (c *setConn, pooled bool, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, false, errSetterClosed
+		return nil, false, ErrClosed
 	}
 	if n := len(s.idle); n > 0 {
 		c = s.idle[n-1]
@@ -189,4 +193,10 @@ func (s *setter) close() {
 	s.closed = true
 	s.mu.Unlock()
 	s.dropIdle()
+}
+
+func (s *setter) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }

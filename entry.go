@@ -1,0 +1,104 @@
+package mcsession
+
+import (
+	"sync"
+	"time"
+)
+
+// entry is a session's state, shared by every request that uses it. The
+// fields a request reads come first, so a lookup among many sessions
+// touches as few cache lines as it can; those only stores use come last.
+//
+// Locks, in the order they are taken: Session.mu (one request's handle),
+// then entry.writeMu (one store of the session at a time), then entry.mu
+// (its fields), then a shard lock of the session map. Two exceptions, both
+// safe because the lock taken out of order is never waited for:
+//
+//   - the in-place check (inplace.go) holds mu and only tries writeMu
+//     (TryLock), giving up if a store holds it;
+//   - Map.Range callbacks (the sweeper, rewriteWhere) take mu under a
+//     shard's read lock; nothing that holds mu ever takes a shard lock.
+type entry struct {
+	// mu guards the fields up to writeMu.
+	mu          sync.Mutex
+	removed     bool // expired or invalidated: delete from memcached, never store again
+	dirty       bool // changed since the last store began
+	readMutable bool // a mutable value was handed out since the last store began
+	unstorable  bool // the last store failed in a way only a change can fix
+	queued      bool // waiting in the backup queue
+	active      int  // requests using the session now: no async encode while > 0
+	lastAccess  time.Time
+	values      values
+	node        string    // the ID's node part; "" without memcached (set by setID)
+	id          string    // the whole current ID (set by setID)
+	storedUntil time.Time // when memcached's copy expires; zero if unknown
+	created     time.Time
+	random      string   // the ID's random part, the local map's key (set by setID)
+	key         string   // memcached key of id, or "" until derived (see keyLocked)
+	renamed     []string // random parts before RenewID, tombstoned until the next store
+
+	// writeMu serialises stores of this session, so a write of an older
+	// state can never land after a write of a newer one.
+	writeMu sync.Mutex
+	// stored* describe what memcached holds; guarded by writeMu.
+	storedHash uint64 // hash of the last payload written
+	storedNode string // node of the last write, or of the copy a takeover loaded
+	storedKey  string // key of that copy; deleted once the session is stored under another
+	rejected   uint64 // hash of the last payload that could not be stored (too large, say)
+	verified   values // snapshot of values known to be what storedHash stands for, or nil (inplace.go)
+}
+
+// needsStoreLocked reports whether memcached lacks something of e: a
+// change, a read of a mutable value not yet found unchanged, or its end.
+// e.mu is held.
+func (e *entry) needsStoreLocked() bool {
+	return e.dirty || e.readMutable || e.removed
+}
+
+// needsTouchLocked reports whether memcached's copy of e, if it has one
+// that e could replace, expires before e does at expiry. e.mu is held.
+func (e *entry) needsTouchLocked(expiry time.Time) bool {
+	return !e.unstorable && e.storedUntil.Before(expiry)
+}
+
+// needsStore is needsStoreLocked, taking e.mu.
+func (e *entry) needsStore() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.needsStoreLocked()
+}
+
+// acquire records that a request is using e, until it calls release. The
+// backup workers do not encode e meanwhile, so a request may change its
+// values in place. A nil e is ignored.
+func (e *entry) acquire() {
+	if e != nil {
+		e.mu.Lock()
+		e.acquireLocked()
+		e.mu.Unlock()
+	}
+}
+
+// acquireLocked is acquire with e.mu held.
+func (e *entry) acquireLocked() { e.active++ }
+
+// release ends a use begun by acquire.
+func (e *entry) release() {
+	e.mu.Lock()
+	e.releaseLocked()
+	e.mu.Unlock()
+}
+
+// releaseLocked is release with e.mu held.
+func (e *entry) releaseLocked() { e.active-- }
+
+// setID sets e's ID and its parts. The random part is a substring of the ID,
+// so a session holds its ID's bytes once.
+func (e *entry) setID(id sessionID) {
+	e.id = id.String()
+	e.key = "" // derived again from the new ID when needed
+	e.random, e.node = e.id[:randomLen], id.node
+	if e.node != "" {
+		e.node = e.id[randomLen+1 : randomLen+1+len(id.node)]
+	}
+}

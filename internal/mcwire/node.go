@@ -1,0 +1,81 @@
+// Package mcwire talks to memcached nodes: gomemcache for single commands,
+// a small pipelining client of its own for batches of sets, group commit
+// for sets sent one at a time, and the classification of every error it
+// returns. It knows nothing of sessions.
+package mcwire
+
+import (
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+)
+
+// Node is the connection pool of one memcached server. Create it with New;
+// it is safe for concurrent use.
+type Node struct {
+	client *memcache.Client
+	setter *setter // batches of sets; client does everything else
+	joiner joiner  // single sets that overlap share a batch
+	alive  func() bool
+}
+
+// New returns a Node for the server at addr. timeout bounds every call (a
+// batch of sets is one call); maxIdle bounds the idle connections kept of
+// each kind. alive reports whether the owner considers the server up: a
+// set that waited for a batch to a server found down meanwhile is not sent
+// (ErrNotSent).
+func New(addr string, timeout time.Duration, maxIdle int, alive func() bool) *Node {
+	c := memcache.New(addr)
+	c.Timeout = timeout
+	c.MaxIdleConns = maxIdle
+	return &Node{client: c, setter: newSetter(addr, timeout, maxIdle), alive: alive}
+}
+
+// Close closes the idle connections; connections in use are closed when
+// their call returns. Every later call fails with ErrClosed.
+func (n *Node) Close() {
+	n.setter.close()
+	n.client.Close()
+}
+
+// Get returns the value stored under key, or memcache.ErrCacheMiss.
+func (n *Node) Get(key string) ([]byte, error) {
+	var item *memcache.Item
+	err := n.do(func(c *memcache.Client) (err error) {
+		item, err = c.Get(key)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return item.Value, nil
+}
+
+// Touch sets key's expiration, or returns memcache.ErrCacheMiss.
+func (n *Node) Touch(key string, exp int32) error {
+	return n.do(func(c *memcache.Client) error { return c.Touch(key, exp) })
+}
+
+// Delete deletes key, or returns memcache.ErrCacheMiss.
+func (n *Node) Delete(key string) error {
+	return n.do(func(c *memcache.Client) error { return c.Delete(key) })
+}
+
+// Ping asks the server for its version: the cheapest sign of life.
+func (n *Node) Ping() error {
+	return n.do(func(c *memcache.Client) error { return c.Ping() })
+}
+
+// do runs op, retrying stale pooled connections: gomemcache keeps up to
+// MaxIdleConns idle connections, and after a server restart each of them is
+// dead, so it retries until a fresh dial answers.
+func (n *Node) do(op func(*memcache.Client) error) error {
+	if n.setter.isClosed() {
+		return ErrClosed
+	}
+	err := op(n.client)
+	for i := 0; i < n.client.MaxIdleConns && staleConn(err); i++ {
+		err = op(n.client)
+	}
+	return err
+}
