@@ -65,7 +65,7 @@ func (s *Session) Get(key string) any {
 // is no such value or it is not a T. With JSONTranscoder, a value loaded from
 // memcached is decoded into T here.
 func Get[T any](s *Session, key string) (T, bool) {
-	v, ok := s.get(key)
+	v, _ := s.get(key)
 	if jv, isJSON := v.(jsonValue); isJSON {
 		t, ok := decodeAs[T](jv)
 		if ok && encodesAs(t, jv) {

@@ -1,0 +1,44 @@
+package mcsession
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestDecideStore pins the store decision, the one place that says what a
+// store of a session does from its state.
+func TestDecideStore(t *testing.T) {
+	up := storeState{nodeUp: true}
+	with := func(f func(*storeState)) storeState { s := up; f(&s); return s }
+	tests := []struct {
+		name      string
+		in        storeState
+		want      storeAction
+		mustWrite bool
+	}{
+		{"nothing to do", up, actNone, false},
+		{"ended: delete its copy, even with changes", with(func(s *storeState) { s.removed, s.dirty = true, true }), actDelete, false},
+		{"ended with every node down: still a delete (it waits for the node)", storeState{removed: true}, actDelete, false},
+		{"node down", storeState{dirty: true}, actNoNode, false},
+		{"changed", with(func(s *storeState) { s.dirty = true }), actWrite, true},
+		{"new key (renewed, taken over, moved)", with(func(s *storeState) { s.moved = true }), actWrite, true},
+		{"mutable read, not verified: compare hashes before writing", with(func(s *storeState) { s.readMutable = true }), actWrite, false},
+		{"mutable read, values identical to the stored snapshot", with(func(s *storeState) { s.readMutable, s.verified = true, true }), actSettleRead, false},
+		{"changed and verified: the change wins", with(func(s *storeState) { s.dirty, s.readMutable, s.verified = true, true, true }), actWrite, true},
+		{"changed while a request holds it", with(func(s *storeState) { s.dirty, s.busy = true, true }), actBusy, false},
+		{"mutable read while a request holds it", with(func(s *storeState) { s.readMutable, s.busy = true, true }), actBusy, false},
+		{"verified read while a request holds it: wait, the value may change", with(func(s *storeState) { s.readMutable, s.verified, s.busy = true, true, true }), actBusy, false},
+		{"copy expires first: touch", with(func(s *storeState) { s.touchDue = true }), actTouch, false},
+		{"touch due while held: a touch reads no value", with(func(s *storeState) { s.touchDue, s.busy = true, true }), actTouch, false},
+		{"touch due but changed: the write renews the TTL", with(func(s *storeState) { s.touchDue, s.dirty = true, true }), actWrite, true},
+		{"touch due, node down", storeState{touchDue: true}, actNoNode, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, mustWrite := decideStore(tt.in)
+			assert.Equal(t, tt.want, got, "decideStore(%+v) action", tt.in)
+			assert.Equal(t, tt.mustWrite, mustWrite, "decideStore(%+v) mustWrite", tt.in)
+		})
+	}
+}
