@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -247,4 +250,141 @@ func TestWriterUnwrap(t *testing.T) {
 	resp, err := http.Get(srv.URL)
 	require.NoError(t, err, "GET %s error = %v, want a response", srv.URL, err)
 	resp.Body.Close()
+}
+
+// fileContent is what the ReadFrom tests serve from a file.
+const fileContent = "the content of a file, served through the middleware\n"
+
+// fileServers are the two ways a handler sends a file through an
+// io.ReaderFrom: http.ServeContent (io.CopyN with a limited reader) and
+// io.Copy from the *os.File (whose WriteTo hands it on to ReadFrom).
+var fileServers = []struct {
+	name  string
+	serve func(w http.ResponseWriter, r *http.Request, f *os.File) error
+}{
+	{"http.ServeContent", func(w http.ResponseWriter, r *http.Request, f *os.File) error {
+		http.ServeContent(w, r, "f.txt", time.Time{}, f)
+		return nil
+	}},
+	{"io.Copy", func(w http.ResponseWriter, r *http.Request, f *os.File) error {
+		_, err := io.Copy(w, f)
+		return err
+	}},
+}
+
+// writeFile writes fileContent to a file in a temporary directory and
+// returns its path.
+func writeFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f.txt")
+	err := os.WriteFile(path, []byte(fileContent), 0o644)
+	require.NoError(t, err, "os.WriteFile(%s) error = %v, want the file to serve", path, err)
+	return path
+}
+
+// fileHandler returns a handler that changes the session, then sends the
+// file at path with serve.
+func fileHandler(t *testing.T, path string, serve func(http.ResponseWriter, *http.Request, *os.File) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		FromContext(r.Context()).Set("a", "1")
+		f, err := os.Open(path)
+		if !assert.NoError(t, err, "os.Open(%s) error = %v, want the file", path, err) {
+			return
+		}
+		defer f.Close()
+		err = serve(w, r, f)
+		assert.NoError(t, err, "serving the file: error = %v, want nil", err)
+	}
+}
+
+// TestReadFromSendsHeadersFirst serves a file over a real server, where the
+// wrapped writer is net/http's own io.ReaderFrom: the session cookie and
+// Vary: Cookie must come with the file.
+func TestReadFromSendsHeadersFirst(t *testing.T) {
+	path := writeFile(t)
+	for _, fs := range fileServers {
+		t.Run(fs.name, func(t *testing.T) {
+			m := newTestManager(t, Config{})
+			srv := newHandlerServer(t, m, fileHandler(t, path, fs.serve))
+			resp, err := http.Get(srv.URL)
+			require.NoError(t, err, "GET %s error = %v, want the file", srv.URL, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err, "reading the body: error = %v, want the file", err)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, "status = %d, want 200", resp.StatusCode)
+			assert.Equal(t, fileContent, string(body), "body = %q, want the file's %q", body, fileContent)
+			id := setCookieValue(t, resp.Header)
+			_, ok := parseID(id, false)
+			assert.True(t, ok, "Set-Cookie with a file = %q, want a session ID", id)
+			vary := resp.Header.Values("Vary")
+			assert.Equal(t, []string{"Cookie"}, vary, "Vary with a file = %q, want Cookie", vary)
+			n := m.Stats().LateChanges
+			assert.Zero(t, n, "Stats().LateChanges = %d, want 0: the session changed before the file was sent", n)
+		})
+	}
+}
+
+// readerFromRecorder is a ResponseRecorder that is also an io.ReaderFrom,
+// as net/http's own writer is, and records its calls.
+type readerFromRecorder struct {
+	*httptest.ResponseRecorder
+	calls     int      // ReadFrom calls
+	setCookie []string // the Set-Cookie header when ReadFrom was first called
+	vary      []string // the Vary header then
+}
+
+// ReadFrom records the call and the headers, then copies src into the
+// recorder.
+func (rec *readerFromRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if rec.calls == 0 {
+		rec.setCookie = slices.Clone(rec.Header().Values("Set-Cookie"))
+		rec.vary = slices.Clone(rec.Header().Values("Vary"))
+	}
+	rec.calls++
+	return io.Copy(rec.ResponseRecorder, src)
+}
+
+// TestReadFromUsesWrappedReaderFrom checks that a file sent through the
+// middleware reaches the wrapped writer's ReadFrom (net/http's sendfile
+// path), with the cookie and Vary already in the headers.
+func TestReadFromUsesWrappedReaderFrom(t *testing.T) {
+	path := writeFile(t)
+	for _, fs := range fileServers {
+		t.Run(fs.name, func(t *testing.T) {
+			m := newTestManager(t, Config{})
+			rec := &readerFromRecorder{ResponseRecorder: httptest.NewRecorder()}
+			m.Middleware(fileHandler(t, path, fs.serve)).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+			assert.Equal(t, 1, rec.calls, "wrapped ReadFrom calls = %d, want 1: the file must reach the server's ReadFrom", rec.calls)
+			require.Len(t, rec.setCookie, 1, "Set-Cookie when ReadFrom was called = %q, want the session cookie already set", rec.setCookie)
+			c, err := http.ParseSetCookie(rec.setCookie[0])
+			require.NoError(t, err, "http.ParseSetCookie(%q) error = %v, want a cookie", rec.setCookie[0], err)
+			_, ok := parseID(c.Value, false)
+			assert.True(t, ok, "Set-Cookie when ReadFrom was called = %q, want a session ID", c.Value)
+			assert.Equal(t, []string{"Cookie"}, rec.vary, "Vary when ReadFrom was called = %q, want Cookie", rec.vary)
+			assert.Equal(t, fileContent, rec.Body.String(), "body = %q, want the file's %q", rec.Body.String(), fileContent)
+		})
+	}
+}
+
+// TestReadFromWithoutWrappedReaderFrom sends a file through the middleware
+// to a writer that has no ReadFrom: the copy must write to it directly
+// (not come back to the middleware's ReadFrom forever), after the headers.
+func TestReadFromWithoutWrappedReaderFrom(t *testing.T) {
+	path := writeFile(t)
+	for _, fs := range fileServers {
+		t.Run(fs.name, func(t *testing.T) {
+			m := newTestManager(t, Config{})
+			rec := httptest.NewRecorder()
+			_, isReaderFrom := any(rec).(io.ReaderFrom)
+			require.False(t, isReaderFrom, "%T is an io.ReaderFrom, want a writer without one", rec)
+			m.Middleware(fileHandler(t, path, fs.serve)).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+			res := rec.Result()
+			assert.Equal(t, fileContent, rec.Body.String(), "body = %q, want the file's %q", rec.Body.String(), fileContent)
+			id := setCookieValue(t, res.Header)
+			_, ok := parseID(id, false)
+			assert.True(t, ok, "Set-Cookie with a file = %q, want a session ID", id)
+			vary := res.Header.Values("Vary")
+			assert.Equal(t, []string{"Cookie"}, vary, "Vary with a file = %q, want Cookie", vary)
+		})
+	}
 }
