@@ -114,10 +114,7 @@ func (c *cluster) start(ctx context.Context) error {
 	}
 	c.bin = bin
 
-	memcached := ""
-	if !c.opts.embedded {
-		memcached, _ = exec.LookPath("memcached")
-	}
+	memcached, note := chooseMemcached(c.opts.embedded, exec.LookPath)
 	var specs []string
 	for i, id := range []string{"n1", "n2"} {
 		addr, err := c.addr(3131 + i)
@@ -132,11 +129,7 @@ func (c *cluster) start(ctx context.Context) error {
 		specs = append(specs, id+":"+addr)
 	}
 	c.nodeList = strings.Join(specs, " ")
-	if memcached != "" {
-		fmt.Printf("memcached: the real one, %s (nodes %s)\n", memcached, c.nodeList)
-	} else {
-		fmt.Printf("memcached: embedded in-process server (memcached not found in PATH; apt-get install memcached for the real one) (nodes %s)\n", c.nodeList)
-	}
+	fmt.Printf("memcached: %s (nodes %s)\n", note, c.nodeList)
 
 	c.lb = newBalancer("SESSIONID")
 	for i, route := range []string{"app1", "app2", "app3"} {
@@ -169,6 +162,20 @@ func (c *cluster) start(ctx context.Context) error {
 	}
 	fmt.Printf("instances: app1, app2, app3 (examples/cart, %s); demo balancer (not a product) on %s\n", mode, c.lbURL)
 	return nil
+}
+
+// chooseMemcached decides which memcached the nodes run: the binary
+// lookPath finds, or the embedded server (bin ""), because embedded asks
+// for it or because there is no binary. note says which and why.
+func chooseMemcached(embedded bool, lookPath func(string) (string, error)) (bin, note string) {
+	if embedded {
+		return "", "embedded in-process server, as -embedded asks"
+	}
+	bin, err := lookPath("memcached")
+	if err != nil {
+		return "", "embedded in-process server (memcached not found in PATH; apt-get install memcached for the real one)"
+	}
+	return bin, "the real one, " + bin
 }
 
 // addr returns the address for the component at offset from the base port.
