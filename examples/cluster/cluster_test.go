@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +50,25 @@ func TestChooseMemcached(t *testing.T) {
 			assert.Contains(t, note, tt.wantNote, "chooseMemcached(%v) note = %q, want it to say %q", tt.embedded, note, tt.wantNote)
 			assert.NotContains(t, note, tt.notNote, "chooseMemcached(%v) note = %q, want it not to say %q", tt.embedded, note, tt.notNote)
 		})
+	}
+}
+
+// TestServeNamesTheDemoPid checks that -serve tells how to stop the demo
+// with a signal to its own pid: under go run, a signal to go run's pid
+// stops nothing.
+func TestServeNamesTheDemoPid(t *testing.T) {
+	c := &cluster{lbURL: "http://127.0.0.1:8080", instances: make(map[string]*instance)}
+	for i, route := range []string{"app1", "app2", "app3"} {
+		c.instances[route] = &instance{route: route, addr: fmt.Sprintf("127.0.0.1:808%d", i+1),
+			proc: &process{cmd: &exec.Cmd{Process: &os.Process{Pid: 1001 + i}}}}
+	}
+	c.nodes = []*cacheNode{{id: "n1", addr: "127.0.0.1:11211", proc: &process{cmd: &exec.Cmd{Process: &os.Process{Pid: 2001}}}}}
+	var out strings.Builder
+	c.printServe(&out)
+	got := out.String()
+	want := fmt.Sprintf("kill -INT %d", os.Getpid())
+	assert.Contains(t, got, want, "printServe() = %q, want it to name the demo's pid: %q", got, want)
+	for _, crash := range []string{"kill -9 1001", "kill -9 1002", "kill -9 1003", "kill -9 2001"} {
+		assert.Contains(t, got, crash, "printServe() = %q, want %q for each process it started", got, crash)
 	}
 }

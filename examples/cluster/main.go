@@ -10,7 +10,8 @@
 // otherwise an embedded server speaking its protocol), three instances of
 // examples/cart as subprocesses (so a crash is a real SIGKILL), and a demo
 // sticky load balancer in front. Every process it starts it stops, also on
-// Ctrl-C and on failure.
+// Ctrl-C and on failure. From another terminal, stop it with a SIGINT or
+// SIGTERM to its own pid, which -serve prints: go run passes no signal on.
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -91,7 +93,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	if o.serve {
-		c.printServe()
+		c.printServe(os.Stdout)
 		<-ctx.Done()
 		fmt.Println("\nstopping")
 		return nil
@@ -233,21 +235,25 @@ func (c *cluster) close() {
 	}
 }
 
-func (c *cluster) printServe() {
-	fmt.Printf("\nThe shop: %s/  (through the demo balancer)\n\n", c.lbURL)
+// printServe prints what -serve started and how to crash and stop it.
+func (c *cluster) printServe(w io.Writer) {
+	fmt.Fprintf(w, "\nThe shop: %s/  (through the demo balancer)\n\n", c.lbURL)
 	for _, route := range []string{"app1", "app2", "app3"} {
 		in := c.instance(route)
-		fmt.Printf("  instance %s  http://%s/  pid %d   crash it: kill -9 %d\n", route, in.addr, in.proc.pid(), in.proc.pid())
+		fmt.Fprintf(w, "  instance %s  http://%s/  pid %d   crash it: kill -9 %d\n", route, in.addr, in.proc.pid(), in.proc.pid())
 	}
 	for _, n := range c.nodes {
 		if n.proc != nil {
-			fmt.Printf("  memcached %s  %s  pid %d   crash it: kill -9 %d\n", n.id, n.addr, n.proc.pid(), n.proc.pid())
+			fmt.Fprintf(w, "  memcached %s  %s  pid %d   crash it: kill -9 %d\n", n.id, n.addr, n.proc.pid(), n.proc.pid())
 		} else {
-			fmt.Printf("  memcached %s  %s  (embedded: install memcached to crash nodes by hand)\n", n.id, n.addr)
+			fmt.Fprintf(w, "  memcached %s  %s  (embedded: install memcached to crash nodes by hand)\n", n.id, n.addr)
 		}
 	}
-	fmt.Println("\nAdd items, crash the instance named at the top of the page, reload: the cart is still there.")
-	fmt.Println("Ctrl-C stops everything.")
+	fmt.Fprintln(w, "\nAdd items, crash the instance named at the top of the page, reload: the cart is still there.")
+	// go run starts the demo as a child and does not pass signals on: a
+	// kill -INT of go run's pid would stop nothing.
+	pid := os.Getpid()
+	fmt.Fprintf(w, "Ctrl-C stops everything, as does kill -INT %d (the demo's pid; not go run's, which passes no signal on).\n", pid)
 }
 
 // errStopped reports that the scenario was interrupted.
