@@ -19,14 +19,49 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	defer m.Shutdown(context.Background()) // writes pending backups
-//	http.ListenAndServe(":8080", m.Middleware(mux))
+//	srv := &http.Server{Addr: ":8080", Handler: m.Middleware(mux)}
+//	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+//	defer stop()
+//	go func() {
+//		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+//			log.Fatal(err)
+//		}
+//	}()
+//	<-ctx.Done() // SIGTERM: a deploy drains this instance
+//	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+//	defer cancel()
+//	if err := srv.Shutdown(shutdown); err != nil { // finishes the requests in flight
+//		log.Print(err)
+//	}
+//	if err := m.Shutdown(shutdown); err != nil { // then writes the backups they left
+//		log.Print(err)
+//	}
 //
-// and in a handler:
+// The Manager's Shutdown comes after the server's, in main: ListenAndServe
+// returns as soon as the server's Shutdown begins, while requests are still
+// in flight and may still change their sessions. In a handler:
 //
 //	s := mcsession.FromContext(r.Context())
-//	cart, _ := mcsession.Get[*Cart](s, "cart")
-//	s.Set("cart", cart)
+//	cart, ok := mcsession.Get[*Cart](s, "cart")
+//	if !ok {
+//		cart = &Cart{} // a new visitor: an empty cart
+//	}
+//	// A new cart with a new slice: the one read is shared (see below).
+//	s.Set("cart", &Cart{Items: slices.Concat(cart.Items, []string{item})})
+//
+// # Concurrent requests of one session
+//
+// A browser can send several requests of one session at once (two tabs, a
+// double click), and they share the session's values: a pointer, map or
+// slice read with Get is the object the other requests read too. A handler
+// that changes it in place writes while they read, a data race. Build a new
+// value and store it with Set, as above: the other requests keep the whole
+// value they read, or read the whole new one.
+//
+// Set replaces a value; it does not merge. Two requests that read [a] and
+// add b and c store [a b] and [a c], and the later Set wins. To keep both,
+// hold a lock of your own for the session from Get to Set; examples/cart
+// does this with locks chosen by a hash of the session ID.
 //
 // # Session IDs
 //

@@ -2,6 +2,7 @@ package mcsession
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -11,7 +12,9 @@ import (
 // cookie, Vary: Cookie and (with SyncBackup) the backup are done before the
 // first byte of the response. It unwraps for http.ResponseController, so
 // Flush, Hijack and deadlines keep working, and has Flush and Hijack methods
-// of its own for code that asserts the old interfaces.
+// of its own for code that asserts the old interfaces. It is an
+// io.ReaderFrom, so io.Copy and http.ServeContent keep the server's
+// sendfile path through it.
 type responseWriter struct {
 	http.ResponseWriter
 	rq      *request
@@ -39,6 +42,18 @@ func (w *responseWriter) WriteHeader(code int) {
 func (w *responseWriter) Write(b []byte) (int, error) {
 	w.start()
 	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom implements io.ReaderFrom. It starts the response, then hands r
+// to the wrapped writer's ReadFrom, which net/http's writer turns into
+// sendfile for a file. A wrapped writer without ReadFrom gets a plain copy:
+// io.Copy sees it is no io.ReaderFrom, so the copy never comes back here.
+func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.start()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(w.ResponseWriter, r)
 }
 
 // Unwrap returns the wrapped writer, for http.ResponseController.

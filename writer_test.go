@@ -8,9 +8,16 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // newHandlerServer serves h through m's middleware on a real HTTP server.
@@ -21,42 +28,45 @@ func newHandlerServer(t *testing.T, m *Manager, h http.HandlerFunc) *httptest.Se
 	return srv
 }
 
+// gate returns a channel a handler blocks on and the function that opens
+// it, which may be called any number of times. Register the function with
+// t.Cleanup after the server, so it runs before the server's Close waits
+// for the handler: a test that stops early never leaves a handler blocked.
+func gate() (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return ch, func() { once.Do(func() { close(ch) }) }
+}
+
 // TestCookieBeforeFirstByte flushes the headers, then blocks: the client
 // must already have the cookie and Vary: Cookie while the handler has not
 // finished.
 func TestCookieBeforeFirstByte(t *testing.T) {
 	m := newTestManager(t, Config{})
-	release := make(chan struct{})
+	blocked, release := gate()
 	srv := newHandlerServer(t, m, func(w http.ResponseWriter, r *http.Request) {
 		FromContext(r.Context()).Set("a", "1")
-		if err := http.NewResponseController(w).Flush(); err != nil {
-			t.Errorf("Flush() error = %v", err)
-		}
-		<-release
+		err := http.NewResponseController(w).Flush()
+		assert.NoError(t, err, "Flush() error = %v, want nil: the server's writer flushes", err)
+		<-blocked
 		io.WriteString(w, "body")
 	})
+	t.Cleanup(release)
 	resp, err := http.Get(srv.URL)
-	if err != nil {
-		close(release)
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "GET %s error = %v, want a response", srv.URL, err)
 	defer resp.Body.Close()
 	// The handler is still blocked: what the client has came with the flush.
 	id := setCookieValue(t, resp.Header)
 	vary := resp.Header.Values("Vary")
-	close(release)
-	if _, ok := parseID(id, false); !ok {
-		t.Errorf("Set-Cookie before the body = %q, want a session ID", id)
-	}
-	if len(vary) != 1 || vary[0] != "Cookie" {
-		t.Errorf("Vary before the body = %q, want Cookie", vary)
-	}
-	if body, _ := io.ReadAll(resp.Body); string(body) != "body" {
-		t.Errorf("body = %q, want body", body)
-	}
-	if n := m.Stats().LateChanges; n != 0 {
-		t.Errorf("Stats().LateChanges = %d, want 0", n)
-	}
+	release()
+	_, ok := parseID(id, false)
+	assert.True(t, ok, "Set-Cookie before the body = %q, want a session ID", id)
+	assert.Equal(t, []string{"Cookie"}, vary, "Vary before the body = %q, want Cookie", vary)
+	body, err := io.ReadAll(resp.Body)
+	assert.NoError(t, err, "reading the body: error = %v, want nil", err)
+	assert.Equal(t, "body", string(body), "body = %q, want body", body)
+	n := m.Stats().LateChanges
+	assert.Zero(t, n, "Stats().LateChanges = %d, want 0: the session changed before the flush", n)
 }
 
 // TestLateChange changes the session after the response has started: the
@@ -92,18 +102,17 @@ func TestLateChange(t *testing.T) {
 			if idAfter != idBefore {
 				wantLate = 1
 			}
-			if got := m.Stats().LateChanges; got != wantLate {
-				t.Errorf("Stats().LateChanges = %d, want %d (ID %q -> %q)", got, wantLate, idBefore, idAfter)
-			}
-			if log := logs.String(); (wantLate == 1) != strings.Contains(log, "after the response started") {
-				t.Errorf("log = %q, want a warning about the late change: %v", log, wantLate == 1)
-			}
+			got := m.Stats().LateChanges
+			assert.Equal(t, wantLate, got, "Stats().LateChanges = %d, want %d (ID %q -> %q)", got, wantLate, idBefore, idAfter)
+			log := logs.String()
+			assert.Equal(t, wantLate == 1, strings.Contains(log, "after the response started"),
+				"log = %q, want a warning about the late change: %v", log, wantLate == 1)
 			cs := setCookies(t, rec.Result().Header, DefaultCookieName)
-			if tt.cookie != (len(cs) == 1) {
-				t.Fatalf("Set-Cookie = %q, want a session cookie: %v", rec.Result().Header.Values("Set-Cookie"), tt.cookie)
-			}
-			if tt.cookie && cs[0].Value != idBefore {
-				t.Errorf("Set-Cookie = %q, want the ID before the response started, %q", cs[0].Value, idBefore)
+			require.Equal(t, tt.cookie, len(cs) == 1,
+				"Set-Cookie = %q, want a session cookie: %v", rec.Result().Header.Values("Set-Cookie"), tt.cookie)
+			if tt.cookie {
+				assert.Equal(t, idBefore, cs[0].Value,
+					"Set-Cookie = %q, want the ID before the response started, %q", cs[0].Value, idBefore)
 			}
 		})
 	}
@@ -115,39 +124,36 @@ func TestFlushStreams(t *testing.T) {
 	for _, how := range []string{"ResponseController", "http.Flusher"} {
 		t.Run(how, func(t *testing.T) {
 			m := newTestManager(t, Config{})
-			next := make(chan struct{})
+			next, release := gate()
 			srv := newHandlerServer(t, m, func(w http.ResponseWriter, r *http.Request) {
 				FromContext(r.Context()).Set("a", "1")
 				for i := range 2 {
 					io.WriteString(w, "chunk\n")
 					if how == "http.Flusher" {
 						w.(http.Flusher).Flush()
-					} else if err := http.NewResponseController(w).Flush(); err != nil {
-						t.Errorf("Flush() error = %v", err)
+					} else {
+						err := http.NewResponseController(w).Flush()
+						assert.NoError(t, err, "Flush() error = %v, want nil: the server's writer flushes", err)
 					}
 					if i == 0 {
 						<-next
 					}
 				}
 			})
+			t.Cleanup(release)
 			resp, err := http.Get(srv.URL)
-			if err != nil {
-				close(next)
-				t.Fatal(err)
-			}
+			require.NoError(t, err, "GET %s error = %v, want a response", srv.URL, err)
 			defer resp.Body.Close()
 			r := bufio.NewReader(resp.Body)
 			line, err := r.ReadString('\n')
-			close(next) // only now may the handler go on
-			if err != nil || line != "chunk\n" {
-				t.Fatalf("first chunk = %q, %v, want chunk", line, err)
-			}
-			if id := setCookieValue(t, resp.Header); id == "" {
-				t.Errorf("no session cookie on a streamed response")
-			}
-			if rest, _ := io.ReadAll(r); string(rest) != "chunk\n" {
-				t.Errorf("rest = %q, want chunk", rest)
-			}
+			release() // only now may the handler go on
+			require.NoError(t, err, "first chunk: error = %v, want chunk before the handler goes on", err)
+			require.Equal(t, "chunk\n", line, "first chunk = %q, want chunk", line)
+			id := setCookieValue(t, resp.Header)
+			assert.NotEmpty(t, id, "Set-Cookie on a streamed response = %q, want a session cookie", resp.Header.Values("Set-Cookie"))
+			rest, err := io.ReadAll(r)
+			assert.NoError(t, err, "reading the rest: error = %v, want nil", err)
+			assert.Equal(t, "chunk\n", string(rest), "rest = %q, want chunk", rest)
 		})
 	}
 }
@@ -171,8 +177,7 @@ func TestHijack(t *testing.T) {
 				} else {
 					conn, rw, err = http.NewResponseController(w).Hijack()
 				}
-				if err != nil {
-					t.Errorf("Hijack() error = %v", err)
+				if !assert.NoError(t, err, "Hijack() error = %v, want the connection", err) {
 					return
 				}
 				defer conn.Close()
@@ -180,14 +185,13 @@ func TestHijack(t *testing.T) {
 				rw.Flush()
 			})
 			resp, err := http.Get(srv.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err, "GET %s error = %v, want the raw response", srv.URL, err)
 			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != 299 || resp.Header.Get("X-Raw") != "yes" || string(body) != "raw" {
-				t.Errorf("response = %d %q %q, want the raw 299 response", resp.StatusCode, resp.Header, body)
-			}
+			body, err := io.ReadAll(resp.Body)
+			assert.NoError(t, err, "reading the body: error = %v, want nil", err)
+			assert.Equal(t, 299, resp.StatusCode, "status = %d, want the raw 299", resp.StatusCode)
+			assert.Equal(t, "yes", resp.Header.Get("X-Raw"), "X-Raw = %q, want the raw response's yes", resp.Header.Get("X-Raw"))
+			assert.Equal(t, "raw", string(body), "body = %q, want the raw response's raw", body)
 			// The session was created; the hijacked response could not carry it.
 			eventually(t, 2*time.Second, "session not kept after hijack", func() bool { return m.Stats().SessionsCreated == 1 })
 		})
@@ -213,24 +217,18 @@ func TestEarlyHintsDoNotStartResponse(t *testing.T) {
 		return nil
 	}}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "GET", srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "http.NewRequestWithContext(GET %s) error = %v, want a request", srv.URL, err)
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "GET %s error = %v, want a response", srv.URL, err)
 	defer resp.Body.Close()
 	io.ReadAll(resp.Body)
-	if len(hints) != 1 || hints[0].Get("Link") == "" || len(hints[0].Values("Set-Cookie")) != 0 {
-		t.Errorf("103 responses = %v, want one with Link and no Set-Cookie", hints)
-	}
-	if id := setCookieValue(t, resp.Header); id == "" {
-		t.Errorf("final response has no session cookie; Set-Cookie %q", resp.Header.Values("Set-Cookie"))
-	}
-	if n := m.Stats().LateChanges; n != 0 {
-		t.Errorf("Stats().LateChanges = %d, want 0: 103 must not start the response", n)
-	}
+	require.Len(t, hints, 1, "103 responses = %v, want one", hints)
+	assert.NotEmpty(t, hints[0].Get("Link"), "103 response = %v, want one with Link", hints[0])
+	assert.Empty(t, hints[0].Values("Set-Cookie"), "103 response = %v, want no Set-Cookie: the session changed after it", hints[0])
+	id := setCookieValue(t, resp.Header)
+	assert.NotEmpty(t, id, "final response's Set-Cookie = %q, want a session cookie", resp.Header.Values("Set-Cookie"))
+	n := m.Stats().LateChanges
+	assert.Zero(t, n, "Stats().LateChanges = %d, want 0: 103 must not start the response", n)
 }
 
 // TestWriterUnwrap checks that the wrapper exposes the server's writer to
@@ -239,21 +237,154 @@ func TestWriterUnwrap(t *testing.T) {
 	m := newTestManager(t, Config{})
 	srv := newHandlerServer(t, m, func(w http.ResponseWriter, r *http.Request) {
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok || u.Unwrap() == nil {
-			t.Errorf("%T has no Unwrap", w)
+		if assert.True(t, ok, "%T has no Unwrap, want one for http.ResponseController", w) {
+			assert.NotNil(t, u.Unwrap(), "%T.Unwrap() = nil, want the server's writer", w)
 		}
 		rc := http.NewResponseController(w)
-		if err := rc.SetWriteDeadline(time.Now().Add(time.Minute)); err != nil {
-			t.Errorf("SetWriteDeadline() error = %v", err)
-		}
-		if err := rc.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
-			t.Errorf("SetReadDeadline() error = %v", err)
-		}
+		err := rc.SetWriteDeadline(time.Now().Add(time.Minute))
+		assert.NoError(t, err, "SetWriteDeadline() error = %v, want nil: the server's writer has deadlines", err)
+		err = rc.SetReadDeadline(time.Now().Add(time.Minute))
+		assert.NoError(t, err, "SetReadDeadline() error = %v, want nil: the server's writer has deadlines", err)
 		io.WriteString(w, "ok")
 	})
 	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "GET %s error = %v, want a response", srv.URL, err)
 	resp.Body.Close()
+}
+
+// fileContent is what the ReadFrom tests serve from a file.
+const fileContent = "the content of a file, served through the middleware\n"
+
+// fileServers are the two ways a handler sends a file through an
+// io.ReaderFrom: http.ServeContent (io.CopyN with a limited reader) and
+// io.Copy from the *os.File (whose WriteTo hands it on to ReadFrom).
+var fileServers = []struct {
+	name  string
+	serve func(w http.ResponseWriter, r *http.Request, f *os.File) error
+}{
+	{"http.ServeContent", func(w http.ResponseWriter, r *http.Request, f *os.File) error {
+		http.ServeContent(w, r, "f.txt", time.Time{}, f)
+		return nil
+	}},
+	{"io.Copy", func(w http.ResponseWriter, r *http.Request, f *os.File) error {
+		_, err := io.Copy(w, f)
+		return err
+	}},
+}
+
+// writeFile writes fileContent to a file in a temporary directory and
+// returns its path.
+func writeFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f.txt")
+	err := os.WriteFile(path, []byte(fileContent), 0o644)
+	require.NoError(t, err, "os.WriteFile(%s) error = %v, want the file to serve", path, err)
+	return path
+}
+
+// fileHandler returns a handler that changes the session, then sends the
+// file at path with serve.
+func fileHandler(t *testing.T, path string, serve func(http.ResponseWriter, *http.Request, *os.File) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		FromContext(r.Context()).Set("a", "1")
+		f, err := os.Open(path)
+		if !assert.NoError(t, err, "os.Open(%s) error = %v, want the file", path, err) {
+			return
+		}
+		defer f.Close()
+		err = serve(w, r, f)
+		assert.NoError(t, err, "serving the file: error = %v, want nil", err)
+	}
+}
+
+// TestReadFromSendsHeadersFirst serves a file over a real server, where the
+// wrapped writer is net/http's own io.ReaderFrom: the session cookie and
+// Vary: Cookie must come with the file.
+func TestReadFromSendsHeadersFirst(t *testing.T) {
+	path := writeFile(t)
+	for _, fs := range fileServers {
+		t.Run(fs.name, func(t *testing.T) {
+			m := newTestManager(t, Config{})
+			srv := newHandlerServer(t, m, fileHandler(t, path, fs.serve))
+			resp, err := http.Get(srv.URL)
+			require.NoError(t, err, "GET %s error = %v, want the file", srv.URL, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err, "reading the body: error = %v, want the file", err)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, "status = %d, want 200", resp.StatusCode)
+			assert.Equal(t, fileContent, string(body), "body = %q, want the file's %q", body, fileContent)
+			id := setCookieValue(t, resp.Header)
+			_, ok := parseID(id, false)
+			assert.True(t, ok, "Set-Cookie with a file = %q, want a session ID", id)
+			vary := resp.Header.Values("Vary")
+			assert.Equal(t, []string{"Cookie"}, vary, "Vary with a file = %q, want Cookie", vary)
+			n := m.Stats().LateChanges
+			assert.Zero(t, n, "Stats().LateChanges = %d, want 0: the session changed before the file was sent", n)
+		})
+	}
+}
+
+// readerFromRecorder is a ResponseRecorder that is also an io.ReaderFrom,
+// as net/http's own writer is, and records its calls.
+type readerFromRecorder struct {
+	*httptest.ResponseRecorder
+	calls     int      // ReadFrom calls
+	setCookie []string // the Set-Cookie header when ReadFrom was first called
+	vary      []string // the Vary header then
+}
+
+// ReadFrom records the call and the headers, then copies src into the
+// recorder.
+func (rec *readerFromRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if rec.calls == 0 {
+		rec.setCookie = slices.Clone(rec.Header().Values("Set-Cookie"))
+		rec.vary = slices.Clone(rec.Header().Values("Vary"))
+	}
+	rec.calls++
+	return io.Copy(rec.ResponseRecorder, src)
+}
+
+// TestReadFromUsesWrappedReaderFrom checks that a file sent through the
+// middleware reaches the wrapped writer's ReadFrom (net/http's sendfile
+// path), with the cookie and Vary already in the headers.
+func TestReadFromUsesWrappedReaderFrom(t *testing.T) {
+	path := writeFile(t)
+	for _, fs := range fileServers {
+		t.Run(fs.name, func(t *testing.T) {
+			m := newTestManager(t, Config{})
+			rec := &readerFromRecorder{ResponseRecorder: httptest.NewRecorder()}
+			m.Middleware(fileHandler(t, path, fs.serve)).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+			assert.Equal(t, 1, rec.calls, "wrapped ReadFrom calls = %d, want 1: the file must reach the server's ReadFrom", rec.calls)
+			require.Len(t, rec.setCookie, 1, "Set-Cookie when ReadFrom was called = %q, want the session cookie already set", rec.setCookie)
+			c, err := http.ParseSetCookie(rec.setCookie[0])
+			require.NoError(t, err, "http.ParseSetCookie(%q) error = %v, want a cookie", rec.setCookie[0], err)
+			_, ok := parseID(c.Value, false)
+			assert.True(t, ok, "Set-Cookie when ReadFrom was called = %q, want a session ID", c.Value)
+			assert.Equal(t, []string{"Cookie"}, rec.vary, "Vary when ReadFrom was called = %q, want Cookie", rec.vary)
+			assert.Equal(t, fileContent, rec.Body.String(), "body = %q, want the file's %q", rec.Body.String(), fileContent)
+		})
+	}
+}
+
+// TestReadFromWithoutWrappedReaderFrom sends a file through the middleware
+// to a writer that has no ReadFrom: the copy must write to it directly
+// (not come back to the middleware's ReadFrom forever), after the headers.
+func TestReadFromWithoutWrappedReaderFrom(t *testing.T) {
+	path := writeFile(t)
+	for _, fs := range fileServers {
+		t.Run(fs.name, func(t *testing.T) {
+			m := newTestManager(t, Config{})
+			rec := httptest.NewRecorder()
+			_, isReaderFrom := any(rec).(io.ReaderFrom)
+			require.False(t, isReaderFrom, "%T is an io.ReaderFrom, want a writer without one", rec)
+			m.Middleware(fileHandler(t, path, fs.serve)).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+			res := rec.Result()
+			assert.Equal(t, fileContent, rec.Body.String(), "body = %q, want the file's %q", rec.Body.String(), fileContent)
+			id := setCookieValue(t, res.Header)
+			_, ok := parseID(id, false)
+			assert.True(t, ok, "Set-Cookie with a file = %q, want a session ID", id)
+			vary := res.Header.Values("Vary")
+			assert.Equal(t, []string{"Cookie"}, vary, "Vary with a file = %q, want Cookie", vary)
+		})
+	}
 }

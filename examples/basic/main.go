@@ -46,18 +46,20 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(shutdown)
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			log.Fatal(err)
+		}
 	}()
 	log.Printf("serving on http://%s/ (nodes %q, route %q)", *listen, *nodes, *route)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		log.Fatal(err)
-	}
-	// Requests are finished: write every pending backup before exiting.
+	<-ctx.Done()
+	// The server's Shutdown returns once the requests in flight are done
+	// (ListenAndServe returns as soon as it begins); only then can every
+	// change they made be written to memcached.
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil {
+		log.Print(err)
+	}
 	if err := m.Shutdown(shutdown); err != nil {
 		log.Print(err)
 	}

@@ -25,13 +25,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"html/template"
+	"io"
 	"log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -105,11 +109,15 @@ func main() {
 	log.Print("stopped")
 }
 
-// app is the shop.
+// app is the shop: &app{route: r, m: m} is ready, its other fields start
+// at their zero values.
 type app struct {
 	route    string
 	m        *mcsession.Manager
 	draining atomic.Bool
+
+	// cartLocks order the adds to one cart (see cartLock).
+	cartLocks [64]sync.Mutex
 }
 
 // cartView is the JSON form of a cart.
@@ -140,12 +148,30 @@ func (a *app) routes() http.Handler {
 	})
 }
 
-// items returns the cart's items. The stored slice is never changed in
-// place: add stores a new one, so concurrent requests never share a
-// slice being written.
+// items returns the cart's items: empty, not nil, for a new visitor. The
+// slice is the one every concurrent request of the session reads, so it is
+// never changed in place: add stores a new one.
 func items(s *mcsession.Session) []string {
-	v, _ := mcsession.Get[[]string](s, "items")
+	v, ok := mcsession.Get[[]string](s, "items")
+	if !ok {
+		return []string{}
+	}
 	return v
+}
+
+// cartLock returns the lock that orders the adds to s's cart. Without it,
+// two adds of one cart at once (a double click, two tabs) would both read
+// [a], one store [a b] and the other [a c]: the cart would keep only the
+// second. Sessions share a fixed set of locks by a hash of the ID's random
+// part, which stays the same while a takeover or a move to another memcached
+// node rewrites the route and node parts under concurrent requests. The
+// lock is this instance's only: it orders the requests that the load
+// balancer keeps on one instance.
+func (a *app) cartLock(s *mcsession.Session) *sync.Mutex {
+	random, _, _ := strings.Cut(s.ID(), ".") // "" for a new visitor: no other request has the session
+	h := fnv.New32a()
+	io.WriteString(h, random)
+	return &a.cartLocks[h.Sum32()%uint32(len(a.cartLocks))]
 }
 
 func (a *app) add(w http.ResponseWriter, r *http.Request) {
@@ -155,23 +181,28 @@ func (a *app) add(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := mcsession.FromContext(r.Context())
-	s.Set("items", append(slices.Clip(items(s)), item))
+	mu := a.cartLock(s) // looks the session up (from memcached after a crash) before locking
+	mu.Lock()
+	// A new slice, never an append to the stored one: requests reading
+	// the cart now keep the one they have, whole.
+	cart := slices.Concat(items(s), []string{item})
+	s.Set("items", cart)
+	mu.Unlock()
 	if r.FormValue("then") == "/" {
 		http.Redirect(w, r, "/", http.StatusSeeOther) // the form on the page
 		return
 	}
-	a.writeCart(w, s)
+	a.writeCart(w, s, cart)
 }
 
 func (a *app) cart(w http.ResponseWriter, r *http.Request) {
-	a.writeCart(w, mcsession.FromContext(r.Context()))
+	s := mcsession.FromContext(r.Context())
+	a.writeCart(w, s, items(s))
 }
 
-func (a *app) writeCart(w http.ResponseWriter, s *mcsession.Session) {
-	v := cartView{Session: s.ID(), Route: a.route, Items: items(s)}
-	if v.Items == nil {
-		v.Items = []string{}
-	}
+// writeCart answers the cart items of s as JSON.
+func (a *app) writeCart(w http.ResponseWriter, s *mcsession.Session, items []string) {
+	v := cartView{Session: s.ID(), Route: a.route, Items: items}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(v)
 }

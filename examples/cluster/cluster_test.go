@@ -2,8 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestScenario runs the demo's whole scenario, small, with the embedded
@@ -15,7 +22,53 @@ func TestScenario(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	err := run(ctx, options{shoppers: 30, duration: 5 * time.Second, think: 50 * time.Millisecond, embedded: true})
-	if err != nil {
-		t.Fatalf("run(scenario) = %v, want every cart intact", err)
+	require.NoError(t, err, "run(scenario) = %v, want every cart intact", err)
+}
+
+// TestChooseMemcached checks which memcached the demo runs and what its
+// header says: "not found" only when the binary really is not there.
+func TestChooseMemcached(t *testing.T) {
+	found := func(string) (string, error) { return "/path/to/memcached", nil }
+	missing := func(string) (string, error) { return "", exec.ErrNotFound }
+	tests := []struct {
+		name     string
+		embedded bool
+		lookPath func(string) (string, error)
+		wantBin  string
+		wantNote string // a part of the note
+		notNote  string // not part of it
+	}{
+		{"installed", false, found, "/path/to/memcached", "the real one, /path/to/memcached", "embedded"},
+		{"not installed", false, missing, "", "memcached not found in PATH", "-embedded"},
+		{"installed, -embedded", true, found, "", "-embedded", "not found"},
+		{"not installed, -embedded", true, missing, "", "-embedded", "not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bin, note := chooseMemcached(tt.embedded, tt.lookPath)
+			assert.Equal(t, tt.wantBin, bin, "chooseMemcached(%v) = %q, want %q", tt.embedded, bin, tt.wantBin)
+			assert.Contains(t, note, tt.wantNote, "chooseMemcached(%v) note = %q, want it to say %q", tt.embedded, note, tt.wantNote)
+			assert.NotContains(t, note, tt.notNote, "chooseMemcached(%v) note = %q, want it not to say %q", tt.embedded, note, tt.notNote)
+		})
+	}
+}
+
+// TestServeNamesTheDemoPid checks that -serve tells how to stop the demo
+// with a signal to its own pid: under go run, a signal to go run's pid
+// stops nothing.
+func TestServeNamesTheDemoPid(t *testing.T) {
+	c := &cluster{lbURL: "http://127.0.0.1:8080", instances: make(map[string]*instance)}
+	for i, route := range []string{"app1", "app2", "app3"} {
+		c.instances[route] = &instance{route: route, addr: fmt.Sprintf("127.0.0.1:808%d", i+1),
+			proc: &process{cmd: &exec.Cmd{Process: &os.Process{Pid: 1001 + i}}}}
+	}
+	c.nodes = []*cacheNode{{id: "n1", addr: "127.0.0.1:11211", proc: &process{cmd: &exec.Cmd{Process: &os.Process{Pid: 2001}}}}}
+	var out strings.Builder
+	c.printServe(&out)
+	got := out.String()
+	want := fmt.Sprintf("kill -INT %d", os.Getpid())
+	assert.Contains(t, got, want, "printServe() = %q, want it to name the demo's pid: %q", got, want)
+	for _, crash := range []string{"kill -9 1001", "kill -9 1002", "kill -9 1003", "kill -9 2001"} {
+		assert.Contains(t, got, crash, "printServe() = %q, want %q for each process it started", got, crash)
 	}
 }

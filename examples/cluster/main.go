@@ -10,7 +10,8 @@
 // otherwise an embedded server speaking its protocol), three instances of
 // examples/cart as subprocesses (so a crash is a real SIGKILL), and a demo
 // sticky load balancer in front. Every process it starts it stops, also on
-// Ctrl-C and on failure.
+// Ctrl-C and on failure. From another terminal, stop it with a SIGINT or
+// SIGTERM to its own pid, which -serve prints: go run passes no signal on.
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -91,7 +93,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	if o.serve {
-		c.printServe()
+		c.printServe(os.Stdout)
 		<-ctx.Done()
 		fmt.Println("\nstopping")
 		return nil
@@ -114,10 +116,7 @@ func (c *cluster) start(ctx context.Context) error {
 	}
 	c.bin = bin
 
-	memcached := ""
-	if !c.opts.embedded {
-		memcached, _ = exec.LookPath("memcached")
-	}
+	memcached, note := chooseMemcached(c.opts.embedded, exec.LookPath)
 	var specs []string
 	for i, id := range []string{"n1", "n2"} {
 		addr, err := c.addr(3131 + i)
@@ -132,11 +131,7 @@ func (c *cluster) start(ctx context.Context) error {
 		specs = append(specs, id+":"+addr)
 	}
 	c.nodeList = strings.Join(specs, " ")
-	if memcached != "" {
-		fmt.Printf("memcached: the real one, %s (nodes %s)\n", memcached, c.nodeList)
-	} else {
-		fmt.Printf("memcached: embedded in-process server (memcached not found in PATH; apt-get install memcached for the real one) (nodes %s)\n", c.nodeList)
-	}
+	fmt.Printf("memcached: %s (nodes %s)\n", note, c.nodeList)
 
 	c.lb = newBalancer("SESSIONID")
 	for i, route := range []string{"app1", "app2", "app3"} {
@@ -169,6 +164,20 @@ func (c *cluster) start(ctx context.Context) error {
 	}
 	fmt.Printf("instances: app1, app2, app3 (examples/cart, %s); demo balancer (not a product) on %s\n", mode, c.lbURL)
 	return nil
+}
+
+// chooseMemcached decides which memcached the nodes run: the binary
+// lookPath finds, or the embedded server (bin ""), because embedded asks
+// for it or because there is no binary. note says which and why.
+func chooseMemcached(embedded bool, lookPath func(string) (string, error)) (bin, note string) {
+	if embedded {
+		return "", "embedded in-process server, as -embedded asks"
+	}
+	bin, err := lookPath("memcached")
+	if err != nil {
+		return "", "embedded in-process server (memcached not found in PATH; apt-get install memcached for the real one)"
+	}
+	return bin, "the real one, " + bin
 }
 
 // addr returns the address for the component at offset from the base port.
@@ -226,21 +235,25 @@ func (c *cluster) close() {
 	}
 }
 
-func (c *cluster) printServe() {
-	fmt.Printf("\nThe shop: %s/  (through the demo balancer)\n\n", c.lbURL)
+// printServe prints what -serve started and how to crash and stop it.
+func (c *cluster) printServe(w io.Writer) {
+	fmt.Fprintf(w, "\nThe shop: %s/  (through the demo balancer)\n\n", c.lbURL)
 	for _, route := range []string{"app1", "app2", "app3"} {
 		in := c.instance(route)
-		fmt.Printf("  instance %s  http://%s/  pid %d   crash it: kill -9 %d\n", route, in.addr, in.proc.pid(), in.proc.pid())
+		fmt.Fprintf(w, "  instance %s  http://%s/  pid %d   crash it: kill -9 %d\n", route, in.addr, in.proc.pid(), in.proc.pid())
 	}
 	for _, n := range c.nodes {
 		if n.proc != nil {
-			fmt.Printf("  memcached %s  %s  pid %d   crash it: kill -9 %d\n", n.id, n.addr, n.proc.pid(), n.proc.pid())
+			fmt.Fprintf(w, "  memcached %s  %s  pid %d   crash it: kill -9 %d\n", n.id, n.addr, n.proc.pid(), n.proc.pid())
 		} else {
-			fmt.Printf("  memcached %s  %s  (embedded: install memcached to crash nodes by hand)\n", n.id, n.addr)
+			fmt.Fprintf(w, "  memcached %s  %s  (embedded: install memcached to crash nodes by hand)\n", n.id, n.addr)
 		}
 	}
-	fmt.Println("\nAdd items, crash the instance named at the top of the page, reload: the cart is still there.")
-	fmt.Println("Ctrl-C stops everything.")
+	fmt.Fprintln(w, "\nAdd items, crash the instance named at the top of the page, reload: the cart is still there.")
+	// go run starts the demo as a child and does not pass signals on: a
+	// kill -INT of go run's pid would stop nothing.
+	pid := os.Getpid()
+	fmt.Fprintf(w, "Ctrl-C stops everything, as does kill -INT %d (the demo's pid; not go run's, which passes no signal on).\n", pid)
 }
 
 // errStopped reports that the scenario was interrupted.
