@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
 
@@ -25,9 +28,8 @@ func TestTouchGrace(t *testing.T) {
 		{math.MaxInt64, 5 * time.Minute},
 	}
 	for _, tt := range tests {
-		if got := touchGrace(tt.idle); got != tt.want {
-			t.Errorf("touchGrace(%v) = %v, want %v", tt.idle, got, tt.want)
-		}
+		got := touchGrace(tt.idle)
+		assert.Equal(t, tt.want, got, "touchGrace(%v) = %v, want %v: IdleTimeout/8, within 1s..5m", tt.idle, got, tt.want)
 	}
 }
 
@@ -72,15 +74,15 @@ func TestTTL(t *testing.T) {
 				e.lastAccess = now
 			}
 			got, until := b.ttlLocked(e, now)
-			if got != tt.want {
-				t.Fatalf("ttlLocked(idle %v, life %v, created %v, last access %v) = %d, want %d",
-					tt.idle, tt.life, now.Sub(e.created), now.Sub(e.lastAccess), got, tt.want)
-			}
-			if got < 1 {
-				t.Fatalf("ttlLocked = %d, want at least 1 (0 never expires)", got)
-			}
-			if got > maxRelativeTTL != tt.absolute || tt.absolute && int64(got) <= now.Unix() {
-				t.Fatalf("ttlLocked = %d, want absolute %v (now is %d)", got, tt.absolute, now.Unix())
+			// Every check below holds for any TTL: assert, so that a wrong
+			// TTL also shows which of them it breaks.
+			assert.Equal(t, tt.want, got, "ttlLocked(idle %v, life %v, created %v, last access %v) = %d, want %d",
+				tt.idle, tt.life, now.Sub(e.created), now.Sub(e.lastAccess), got, tt.want)
+			assert.GreaterOrEqual(t, got, int32(1), "ttlLocked = %d, want at least 1: memcached never expires a TTL of 0", got)
+			assert.Equal(t, tt.absolute, got > maxRelativeTTL,
+				"ttlLocked = %d: is it an absolute time? memcached reads a TTL over %d as one", got, maxRelativeTTL)
+			if tt.absolute {
+				assert.Greater(t, int64(got), now.Unix(), "ttlLocked = %d, want an absolute time after now", got)
 			}
 			// until is when memcached drops the copy; except past 2038,
 			// where memcached cannot follow and until stays after the
@@ -90,11 +92,10 @@ func TestTTL(t *testing.T) {
 				wantUntil = time.Unix(int64(got), 0)
 			}
 			if got == math.MaxInt32 {
-				if expiry := m.expiryLocked(e); until.Before(expiry) {
-					t.Errorf("ttlLocked until = %v, want not before the session's expiry %v", until, expiry)
-				}
-			} else if !until.Equal(wantUntil) {
-				t.Errorf("ttlLocked until = %v, want %v", until, wantUntil)
+				expiry := m.expiryLocked(e)
+				assert.False(t, until.Before(expiry), "ttlLocked until = %v, want not before the session's expiry %v", until, expiry)
+			} else {
+				assert.True(t, until.Equal(wantUntil), "ttlLocked until = %v, want %v: when memcached drops the copy", until, wantUntil)
 			}
 		})
 	}
@@ -129,9 +130,9 @@ func TestSweep(t *testing.T) {
 			if tt.expired {
 				wantExpired = 1
 			}
-			if st := m.Stats(); local == tt.expired || st.SessionsExpired != wantExpired {
-				t.Errorf("after sweep: session held %v, SessionsExpired %d, want expired %v", local, st.SessionsExpired, tt.expired)
-			}
+			assert.Equal(t, !tt.expired, local, "session held after sweep(last access + %v), created %v before", tt.at, tt.created)
+			got := m.Stats().SessionsExpired
+			assert.Equal(t, wantExpired, got, "Stats().SessionsExpired after sweep(last access + %v) = %d, want %d", tt.at, got, wantExpired)
 		})
 	}
 }
@@ -144,18 +145,19 @@ func TestIdleTimeout(t *testing.T) {
 	rec := serveSession(m, "", func(s *Session) { s.Set("a", "1") })
 	start := time.Now()
 	cookie := DefaultCookieName + "=" + setCookieValue(t, rec.Result().Header)
+	require.NotEqual(t, DefaultCookieName+"=", cookie, "the first response must set the session cookie")
 	eventually(t, 3*time.Second, "idle session not swept", func() bool { return m.Stats().SessionsExpired == 1 })
-	if d := time.Since(start); d < time.Second {
-		t.Errorf("session expired after %v, want at least IdleTimeout 1s", d)
-	}
-	if n := m.Stats().LocalSessions; n != 0 {
-		t.Errorf("Stats().LocalSessions = %d, want 0", n)
-	}
+	d := time.Since(start)
+	assert.GreaterOrEqual(t, d, time.Second, "session expired after %v, want at least IdleTimeout 1s", d)
+	assert.Zero(t, m.Stats().LocalSessions, "Stats().LocalSessions after the sweep: the expired session must be dropped")
+	served := false
 	serveSession(m, cookie, func(s *Session) {
-		if v := s.Get("a"); v != nil || !s.IsNew() || s.ID() != "" {
-			t.Errorf("after expiry: Get(a) = %v, IsNew %v, ID %q, want no session", v, s.IsNew(), s.ID())
-		}
+		served = true
+		assert.Nil(t, s.Get("a"), "Get(a) with the expired session's cookie: want no session")
+		assert.True(t, s.IsNew(), "IsNew() with the expired session's cookie: want a new session")
+		assert.Empty(t, s.ID(), "ID() with the expired session's cookie: want no session yet")
 	})
+	require.True(t, served, "the handler must run")
 }
 
 // TestLifetime uses a session continuously: it lives past IdleTimeout, and
@@ -166,17 +168,17 @@ func TestLifetime(t *testing.T) {
 	rec := serveSession(m, "", func(s *Session) { s.Set("a", "1") })
 	start := time.Now()
 	cookie := DefaultCookieName + "=" + setCookieValue(t, rec.Result().Header)
+	require.NotEqual(t, DefaultCookieName+"=", cookie, "the first response must set the session cookie")
 	eventually(t, 4*time.Second, "busy session outlived Lifetime", func() bool {
 		var alive bool
 		serveSession(m, cookie, func(s *Session) { alive = s.Get("a") == "1" })
 		return !alive
 	})
-	if d := time.Since(start); d < 2*time.Second {
-		t.Errorf("busy session ended after %v, want Lifetime 2s", d)
-	}
-	if st := m.Stats(); st.SessionsExpired != 1 || st.LocalSessions != 0 {
-		t.Errorf("Stats() = SessionsExpired %d, LocalSessions %d, want 1, 0", st.SessionsExpired, st.LocalSessions)
-	}
+	d := time.Since(start)
+	assert.GreaterOrEqual(t, d, 2*time.Second, "busy session ended after %v, want Lifetime 2s", d)
+	st := m.Stats()
+	assert.Equal(t, uint64(1), st.SessionsExpired, "Stats().SessionsExpired after Lifetime = %d, want 1", st.SessionsExpired)
+	assert.Zero(t, st.LocalSessions, "Stats().LocalSessions after Lifetime: the session must be dropped")
 }
 
 // TestExpiredAtLookup checks that an expired session is not served even
@@ -186,20 +188,20 @@ func TestExpiredAtLookup(t *testing.T) {
 	rec := serveSession(m, "", func(s *Session) { s.Set("a", "1") })
 	id := setCookieValue(t, rec.Result().Header)
 	e, ok := m.sessions.Get(id)
-	if !ok {
-		t.Fatalf("session %q not held", id)
-	}
+	require.True(t, ok, "m.sessions.Get(%q) = _, false: the new session must be held", id)
 	e.mu.Lock()
 	e.lastAccess = e.lastAccess.Add(-1100 * time.Millisecond)
 	e.mu.Unlock()
+	served := false
 	serveSession(m, DefaultCookieName+"="+id, func(s *Session) {
-		if v := s.Get("a"); v != nil || !s.IsNew() {
-			t.Errorf("expired session: Get(a) = %v, IsNew %v, want no session", v, s.IsNew())
-		}
+		served = true
+		assert.Nil(t, s.Get("a"), "Get(a) with a cookie idle past IdleTimeout: want no session")
+		assert.True(t, s.IsNew(), "IsNew() with a cookie idle past IdleTimeout: want a new session")
 	})
-	if st := m.Stats(); st.SessionsExpired != 1 || st.LocalSessions != 0 {
-		t.Errorf("Stats() = SessionsExpired %d, LocalSessions %d, want 1, 0", st.SessionsExpired, st.LocalSessions)
-	}
+	require.True(t, served, "the handler must run")
+	st := m.Stats()
+	assert.Equal(t, uint64(1), st.SessionsExpired, "Stats().SessionsExpired = %d, want 1: the lookup must end the expired session", st.SessionsExpired)
+	assert.Zero(t, st.LocalSessions, "Stats().LocalSessions: the expired session must be dropped at lookup")
 }
 
 // itemTTL returns the seconds memcached gives key left to live (-1 for
@@ -207,28 +209,22 @@ func TestExpiredAtLookup(t *testing.T) {
 func itemTTL(t *testing.T, srv *memcachetest.Server, key string) (ttl int, found bool) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", srv.Addr(), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "dial %s", srv.Addr())
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2 * time.Second))
 	fmt.Fprintf(conn, "mg %s t\r\n", key)
 	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "mg %s t: reading the reply", key)
 	fields := strings.Fields(line)
 	switch {
 	case len(fields) == 1 && fields[0] == "EN":
 		return 0, false
 	case len(fields) == 2 && fields[0] == "HD" && strings.HasPrefix(fields[1], "t"):
 		n, err := strconv.Atoi(fields[1][1:])
-		if err != nil {
-			t.Fatalf("mg %s t: %q", key, line)
-		}
+		require.NoError(t, err, "mg %s t = %q, want HD t<seconds>", key, line)
 		return n, true
 	}
-	t.Fatalf("mg %s t: %q", key, line)
+	require.FailNow(t, fmt.Sprintf("mg %s t = %q, want EN or HD t<seconds>", key, line))
 	return 0, false
 }
 
@@ -236,9 +232,7 @@ func itemTTL(t *testing.T, srv *memcachetest.Server, key string) (ttl int, found
 func deleteHits(t *testing.T, srv *memcachetest.Server) uint64 {
 	t.Helper()
 	st, err := srv.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Stats() of %s", srv.Addr())
 	return st.DeleteHits
 }
 
@@ -249,34 +243,31 @@ func TestExpiredSessionDeletedFromMemcached(t *testing.T) {
 	srv := memcachetest.Start(t)
 	in := newInstance(t, Config{Nodes: nodesOf(srv), IdleTimeout: 8 * time.Second, SweepInterval: 20 * time.Millisecond})
 	br := newBrowser(t)
-	br.do(in, "POST", "/set?key=a&value=1")
+	mustDo(t, br, in, "POST", "/set?key=a&value=1")
 	waitIdle(t, in.m)
 	id := br.sessionID(in)
 	key := memcacheKey(DefaultKeyPrefix, id)
 	ttl, found := itemTTL(t, srv, key)
-	if !found || ttl < 7 || ttl > 9 {
-		t.Fatalf("memcached TTL of the backup = %d (found %v), want IdleTimeout 8s + grace 1s", ttl, found)
-	}
+	require.True(t, found, "mg of the key of %s: want the backup", id)
+	require.True(t, ttl >= 7 && ttl <= 9, "memcached TTL of the backup = %d, want IdleTimeout 8s + grace 1s", ttl)
 	// Make the session idle for longer than IdleTimeout; its backup, with
 	// its TTL of 9s, is still there.
-	e, _ := in.m.sessions.Get(strings.SplitN(id, ".", 2)[0])
+	e, ok := in.m.sessions.Get(strings.SplitN(id, ".", 2)[0])
+	require.True(t, ok, "session %s must be held by the instance that created it", id)
 	e.mu.Lock()
 	e.lastAccess = e.lastAccess.Add(-8100 * time.Millisecond)
 	e.mu.Unlock()
 	eventually(t, 2*time.Second, "session not expired by the sweeper", func() bool { return in.m.Stats().SessionsExpired == 1 })
 	waitIdle(t, in.m)
-	if _, found, err := srv.Get(key); err != nil || found {
-		t.Errorf("memcached Get(key of %s) = found %v, %v, want a miss", id, found, err)
-	}
-	if st := in.m.Stats(); st.Deletes != 1 {
-		t.Errorf("Stats().Deletes = %d, want 1", st.Deletes)
-	}
-	if n := deleteHits(t, srv); n != 1 {
-		t.Errorf("memcached delete_hits = %d, want 1", n)
-	}
-	if _, body := br.do(in, "GET", "/get?key=a"); body != "" {
-		t.Errorf("GET /get?key=a after expiry = %q, want no session", body)
-	}
+	_, found, err := srv.Get(key)
+	require.NoError(t, err, "memcached Get(key of %s)", id)
+	assert.False(t, found, "memcached Get(key of %s) after expiry: the copy must be deleted, not left to its TTL", id)
+	deletes := in.m.Stats().Deletes
+	assert.Equal(t, uint64(1), deletes, "Stats().Deletes = %d, want 1 after the sweep expired one backed-up session", deletes)
+	hits := deleteHits(t, srv)
+	assert.Equal(t, uint64(1), hits, "memcached delete_hits = %d, want 1: the sweep's delete must find the copy", hits)
+	_, body := br.do(in, "GET", "/get?key=a")
+	assert.Empty(t, body, "GET /get?key=a after expiry: want no session")
 }
 
 // TestInvalidateDeletesFromMemcached logs out: the backup is deleted (with
@@ -292,53 +283,47 @@ func TestInvalidateDeletesFromMemcached(t *testing.T) {
 			cfg.Route = "b"
 			b := newInstance(t, cfg)
 			br := newBrowser(t)
-			br.do(a, "POST", "/set?key=a&value=1")
+			mustDo(t, br, a, "POST", "/set?key=a&value=1")
 			waitIdle(t, a.m)
 			id := br.sessionID(a)
 			key := memcacheKey(DefaultKeyPrefix, id)
-			if _, found, err := srv.Get(key); err != nil || !found {
-				t.Fatalf("memcached Get(key of %s) = found %v, %v, want the backup", id, found, err)
-			}
+			_, found, err := srv.Get(key)
+			require.NoError(t, err, "memcached Get(key of %s)", id)
+			require.True(t, found, "memcached Get(key of %s) before POST /invalidate: want the backup", id)
 
-			req, _ := http.NewRequest("POST", a.srv.URL+"/invalidate", nil)
+			req, err := http.NewRequest("POST", a.srv.URL+"/invalidate", nil)
+			require.NoError(t, err)
 			resp, err := br.client.Do(req) // the jar adds the cookie
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err, "POST /invalidate")
 			resp.Body.Close()
 			if sync {
 				// No waitIdle: the delete was done before the response.
-				if _, found, err := srv.Get(key); err != nil || found {
-					t.Errorf("right after POST /invalidate: memcached Get = found %v, %v, want a miss", found, err)
-				}
+				_, found, err := srv.Get(key)
+				require.NoError(t, err, "memcached Get(key of %s)", id)
+				assert.False(t, found, "memcached Get(key of %s) right after POST /invalidate: with SyncBackup the delete precedes the response", id)
 			}
 			cs := setCookies(t, resp.Header, DefaultCookieName)
-			if len(cs) != 1 || cs[0].MaxAge >= 0 {
-				t.Fatalf("POST /invalidate Set-Cookie = %q, want the session cookie removed", resp.Header.Values("Set-Cookie"))
-			}
-			if got := br.sessionID(a); got != "" {
-				t.Errorf("browser still holds session cookie %q", got)
-			}
+			require.Len(t, cs, 1, "POST /invalidate Set-Cookie = %q, want one session cookie, removing it", resp.Header.Values("Set-Cookie"))
+			require.Negative(t, cs[0].MaxAge, "POST /invalidate Set-Cookie = %q, want the session cookie removed (Max-Age<0)", resp.Header.Values("Set-Cookie"))
+			assert.Empty(t, br.sessionID(a), "session cookie in the browser after POST /invalidate: it must be removed")
 			waitIdle(t, a.m)
-			if _, found, err := srv.Get(key); err != nil || found {
-				t.Errorf("memcached Get(key of %s) = found %v, %v, want a miss", id, found, err)
-			}
-			if st := a.m.Stats(); st.Deletes != 1 || st.SessionsInvalidated != 1 || st.LocalSessions != 0 {
-				t.Errorf("Stats() = Deletes %d, SessionsInvalidated %d, LocalSessions %d, want 1, 1, 0", st.Deletes, st.SessionsInvalidated, st.LocalSessions)
-			}
-			if n := deleteHits(t, srv); n != 1 {
-				t.Errorf("memcached delete_hits = %d, want 1", n)
-			}
-			if _, body := br.do(a, "GET", "/id"); body != "" {
-				t.Errorf("GET /id after invalidate = %q, want no session", body)
-			}
+			_, found, err = srv.Get(key)
+			require.NoError(t, err, "memcached Get(key of %s)", id)
+			assert.False(t, found, "memcached Get(key of %s) after POST /invalidate: the backup must be deleted", id)
+			st := a.m.Stats()
+			assert.Equal(t, uint64(1), st.Deletes, "Stats().Deletes = %d, want 1 after one Invalidate", st.Deletes)
+			assert.Equal(t, uint64(1), st.SessionsInvalidated, "Stats().SessionsInvalidated = %d, want 1 after one Invalidate", st.SessionsInvalidated)
+			assert.Zero(t, st.LocalSessions, "Stats().LocalSessions after Invalidate and its delete: nothing left")
+			hits := deleteHits(t, srv)
+			assert.Equal(t, uint64(1), hits, "memcached delete_hits = %d, want 1: the delete must find the backup", hits)
+			_, body := br.do(a, "GET", "/id")
+			assert.Empty(t, body, "GET /id after invalidate: want no session")
 			// The old cookie, replayed, finds nothing on either instance.
 			thief := newBrowser(t)
 			for _, in := range []*instance{a, b} {
 				thief.setSessionID(in, id)
-				if _, body := thief.do(in, "GET", "/get?key=a"); body != "" {
-					t.Errorf("GET /get?key=a with the invalidated cookie = %q, want no session", body)
-				}
+				_, body := thief.do(in, "GET", "/get?key=a")
+				assert.Empty(t, body, "GET /get?key=a on %s with the invalidated cookie: want no session", in.srv.URL)
 			}
 		})
 	}
@@ -354,43 +339,40 @@ func TestRenewIDDeletesOldBackup(t *testing.T) {
 	cfg.Route = "b"
 	b := newInstance(t, cfg)
 	br := newBrowser(t)
-	br.do(a, "POST", "/set?key=a&value=1")
+	mustDo(t, br, a, "POST", "/set?key=a&value=1")
 	waitIdle(t, a.m)
 	oldID := br.sessionID(a)
-	br.do(a, "POST", "/renew")
+	mustDo(t, br, a, "POST", "/renew")
 	newID := br.sessionID(a)
-	oldP, ok1 := parseID(oldID, true)
-	newP, ok2 := parseID(newID, true)
-	if !ok1 || !ok2 || newP.random == oldP.random || newP.node != oldP.node || newP.route != "a" {
-		t.Fatalf("RenewID: %q -> %q, want a new random part, same node and route", oldID, newID)
-	}
-	if _, body := br.do(a, "GET", "/get?key=a"); body != "1" {
-		t.Errorf("GET /get?key=a after RenewID = %q, want 1", body)
-	}
+	oldP, ok := parseID(oldID, true)
+	require.True(t, ok, "parseID(%q) = _, false, want the ID before RenewID", oldID)
+	newP, ok := parseID(newID, true)
+	require.True(t, ok, "parseID(%q) = _, false, want the ID after RenewID", newID)
+	require.NotEqual(t, oldP.random, newP.random, "RenewID: %q -> %q, want a new random part", oldID, newID)
+	require.Equal(t, oldP.node, newP.node, "RenewID: %q -> %q, want the same node", oldID, newID)
+	require.Equal(t, "a", newP.route, "RenewID: %q -> %q, want the same route", oldID, newID)
+	_, body := br.do(a, "GET", "/get?key=a")
+	assert.Equal(t, "1", body, "GET /get?key=a after RenewID: the values stay")
 	waitIdle(t, a.m)
-	if _, found, err := srv.Get(memcacheKey(DefaultKeyPrefix, oldID)); err != nil || found {
-		t.Errorf("memcached Get(old key) = found %v, %v, want a miss", found, err)
-	}
-	if _, found, err := srv.Get(memcacheKey(DefaultKeyPrefix, newID)); err != nil || !found {
-		t.Errorf("memcached Get(new key) = found %v, %v, want the backup", found, err)
-	}
-	if n := a.m.Stats().Deletes; n != 1 {
-		t.Errorf("Stats().Deletes = %d, want 1", n)
-	}
-	if n := deleteHits(t, srv); n != 1 {
-		t.Errorf("memcached delete_hits = %d, want 1", n)
-	}
+	_, found, err := srv.Get(memcacheKey(DefaultKeyPrefix, oldID))
+	require.NoError(t, err, "memcached Get(old key)")
+	assert.False(t, found, "memcached Get(old key) after RenewID: the old backup must be deleted")
+	_, found, err = srv.Get(memcacheKey(DefaultKeyPrefix, newID))
+	require.NoError(t, err, "memcached Get(new key)")
+	assert.True(t, found, "memcached Get(new key) after RenewID: want the backup under the new ID")
+	deletes := a.m.Stats().Deletes
+	assert.Equal(t, uint64(1), deletes, "Stats().Deletes = %d, want 1 after one RenewID", deletes)
+	hits := deleteHits(t, srv)
+	assert.Equal(t, uint64(1), hits, "memcached delete_hits = %d, want 1: the delete must find the old backup", hits)
 	thief := newBrowser(t)
 	for _, in := range []*instance{a, b} {
 		thief.setSessionID(in, oldID)
-		if _, body := thief.do(in, "GET", "/get?key=a"); body != "" {
-			t.Errorf("GET /get?key=a with the old ID = %q, want no session", body)
-		}
+		_, body := thief.do(in, "GET", "/get?key=a")
+		assert.Empty(t, body, "GET /get?key=a on %s with the old ID: want no session", in.srv.URL)
 	}
 	// The new ID is backed up: another instance takes it over.
-	if _, body := br.do(b, "GET", "/get?key=a"); body != "1" {
-		t.Errorf("GET /get?key=a on b with the new ID = %q, want 1", body)
-	}
+	_, body = br.do(b, "GET", "/get?key=a")
+	assert.Equal(t, "1", body, "GET /get?key=a on b with the new ID: b must take the session over")
 }
 
 // TestTouchKeepsReadSessionAlive reads a session without changing it: no
@@ -401,44 +383,41 @@ func TestTouchKeepsReadSessionAlive(t *testing.T) {
 	srv := memcachetest.Start(t)
 	in := newInstance(t, Config{Nodes: nodesOf(srv), IdleTimeout: 8 * time.Second})
 	br := newBrowser(t)
-	br.do(in, "POST", "/set?key=a&value=1")
+	mustDo(t, br, in, "POST", "/set?key=a&value=1")
 	waitIdle(t, in.m)
 	stored := time.Now() // the backup was written before this
 	key := memcacheKey(DefaultKeyPrefix, br.sessionID(in))
 	touches := func() (cmd, hits uint64) {
 		st, err := srv.Stats()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "Stats() of %s", srv.Addr())
 		return st.CmdTouch, st.TouchHits
 	}
 	base := srv.Ops(t)
 	for range 5 {
-		if _, body := br.do(in, "GET", "/get?key=a"); body != "1" {
-			t.Fatalf("GET /get?key=a = %q, want 1", body)
-		}
+		_, body := br.do(in, "GET", "/get?key=a")
+		require.Equal(t, "1", body, "GET /get?key=a within the grace")
 	}
 	waitIdle(t, in.m)
-	if d := opsDelta(t, srv, base); d != 0 || in.m.Stats().Touches != 0 {
-		t.Fatalf("reads within the grace cost %d memcached operations, %d touches, want 0", d, in.m.Stats().Touches)
-	}
+	ops := opsDelta(t, srv, base)
+	require.Zero(t, ops, "memcached operations for 5 reads within the grace = %d, want 0: the backup outlives the session", ops)
+	require.Zero(t, in.m.Stats().Touches, "Stats().Touches after 5 reads within the grace")
 
-	// Wall time must pass for the grace to be used up.
+	// Not a wait for anything: wall time must pass, more than the 1s grace
+	// since the backup was written, before a read brings the session's
+	// expiry past the backup's TTL and so needs a touch.
 	time.Sleep(time.Until(stored.Add(1100 * time.Millisecond)))
 	baseCmd, baseHits := touches()
 	for range 5 {
-		if _, body := br.do(in, "GET", "/get?key=a"); body != "1" {
-			t.Fatalf("GET /get?key=a = %q, want 1", body)
-		}
+		_, body := br.do(in, "GET", "/get?key=a")
+		require.Equal(t, "1", body, "GET /get?key=a past the grace")
 		waitIdle(t, in.m)
 	}
-	if cmd, hits := touches(); cmd-baseCmd != 1 || hits-baseHits != 1 {
-		t.Errorf("memcached cmd_touch, touch_hits after 5 reads past the grace = +%d, +%d, want +1, +1", cmd-baseCmd, hits-baseHits)
-	}
-	if n := in.m.Stats().Touches; n != 1 {
-		t.Errorf("Stats().Touches = %d, want 1", n)
-	}
-	if ttl, found := itemTTL(t, srv, key); !found || ttl < 8 || ttl > 9 {
-		t.Errorf("memcached TTL after the touch = %d (found %v), want about 9s", ttl, found)
-	}
+	cmd, hits := touches()
+	assert.Equal(t, uint64(1), cmd-baseCmd, "memcached cmd_touch after 5 reads past the grace = +%d, want +1: one touch renews the TTL for another grace", cmd-baseCmd)
+	assert.Equal(t, uint64(1), hits-baseHits, "memcached touch_hits after 5 reads past the grace = +%d, want +1: the touch must find the backup", hits-baseHits)
+	touched := in.m.Stats().Touches
+	assert.Equal(t, uint64(1), touched, "Stats().Touches after 5 reads past the grace = %d, want 1", touched)
+	ttl, found := itemTTL(t, srv, key)
+	assert.True(t, found, "mg of the backup's key after the touch: want the backup")
+	assert.True(t, ttl >= 8 && ttl <= 9, "memcached TTL after the touch = %d, want about 9s (IdleTimeout 8s + grace 1s)", ttl)
 }

@@ -1,7 +1,6 @@
 package mcsession
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
@@ -35,9 +37,7 @@ func failoverConfig(route string, servers ...*memcachetest.Server) Config {
 func mustParseID(t testing.TB, id string) sessionID {
 	t.Helper()
 	p, ok := parseID(id, true)
-	if !ok {
-		t.Fatalf("parseID(%q) failed, want a <random>.<node>[.<route>] ID", id)
-	}
+	require.True(t, ok, "parseID(%q) = _, false, want a <random>.<node>[.<route>] ID", id)
 	return p
 }
 
@@ -45,9 +45,7 @@ func mustParseID(t testing.TB, id string) sessionID {
 func serverOf(t testing.TB, servers []*memcachetest.Server, node string) *memcachetest.Server {
 	t.Helper()
 	i, err := strconv.Atoi(strings.TrimPrefix(node, "n"))
-	if err != nil || i < 1 || i > len(servers) {
-		t.Fatalf("node %q is not one of n1..n%d", node, len(servers))
-	}
+	require.True(t, err == nil && i >= 1 && i <= len(servers), "node %q is not one of n1..n%d", node, len(servers))
 	return servers[i-1]
 }
 
@@ -73,21 +71,21 @@ func localID(m *Manager, random string) string {
 // nodesUp returns m's Stats().NodesUp.
 func nodesUp(m *Manager) int { return m.Stats().NodesUp }
 
-// checkGet fails the test unless GET /get?key=key on in answers want.
+// checkGet fails the test unless GET /get?key=key on in answers 200 want.
 func checkGet(t testing.TB, br *browser, in *instance, key, want string) {
 	t.Helper()
-	if code, body := br.do(in, "GET", "/get?key="+key); code != http.StatusOK || body != want {
-		t.Fatalf("GET /get?key=%s = %d %q, want 200 %q", key, code, body, want)
-	}
+	code, body := br.do(in, "GET", "/get?key="+key)
+	require.Equal(t, http.StatusOK, code, "GET /get?key=%s = %d %q, want 200", key, code, body)
+	require.Equal(t, want, body, "GET /get?key=%s = %q, want %q", key, body, want)
 }
 
 // checkSet fails the test unless POST /set?key=key&value=value on in
 // answers 200 ok.
 func checkSet(t testing.TB, br *browser, in *instance, key, value string) {
 	t.Helper()
-	if code, body := br.do(in, "POST", "/set?key="+key+"&value="+value); code != http.StatusOK || body != "ok" {
-		t.Fatalf("POST /set?key=%s&value=%s = %d %q, want 200 \"ok\"", key, value, code, body)
-	}
+	code, body := br.do(in, "POST", "/set?key="+key+"&value="+value)
+	require.Equal(t, http.StatusOK, code, "POST /set?key=%s&value=%s = %d %q, want 200", key, value, code, body)
+	require.Equal(t, "ok", body, "POST /set?key=%s&value=%s = %q, want \"ok\"", key, value, body)
 }
 
 // newSessionOn returns a browser whose new session, holding key=value, has
@@ -102,22 +100,19 @@ func newSessionOn(t testing.TB, in *instance, node, key, value string) *browser 
 			return br
 		}
 	}
-	t.Fatalf("no new session on node %s in 64 tries", node)
+	require.FailNow(t, "no new session on node "+node+" in 64 tries")
 	return nil
 }
 
-// checkStored fails the test unless s holds the backup of id with the
-// string values want.
+// checkStored fails the test unless s holds the backup of id, and reports
+// every value of want that the backup does not hold as a string.
 func checkStored(t testing.TB, s *memcachetest.Server, id string, want map[string]string) {
 	t.Helper()
 	values, found := storedSession(t, s, id)
-	if !found {
-		t.Fatalf("raw get of the key of %s on %s: not found, want the session's backup", id, s.Addr())
-	}
+	require.True(t, found, "raw get of the key of %s on %s: not found, want the session's backup", id, s.Addr())
 	for k, v := range want {
-		if got, _ := values[k].(string); got != v {
-			t.Errorf("backup of %s on %s: %s = %q, want %q", id, s.Addr(), k, got, v)
-		}
+		got, _ := values[k].(string)
+		assert.Equal(t, v, got, "backup of %s on %s: %s = %q, want %q", id, s.Addr(), k, got, v)
 	}
 }
 
@@ -141,7 +136,8 @@ func TestFailoverNodeKilled(t *testing.T) {
 			a := newInstance(t, cfg)
 			br := newBrowser(t)
 			checkSet(t, br, a, "k1", "v1")
-			br.do(a, "POST", "/cart/add?item=x")
+			require.Equal(t, "x", mustDo(t, br, a, "POST", "/cart/add?item=x"),
+				"POST /cart/add?item=x on a new cart: the cart must hold x")
 			waitIdle(t, a.m)
 			oldID := br.sessionID(a)
 			old := mustParseID(t, oldID)
@@ -152,9 +148,8 @@ func TestFailoverNodeKilled(t *testing.T) {
 
 			// Reads are served from memory: no memcached call, no change.
 			checkGet(t, br, a, "k1", "v1")
-			if got := br.sessionID(a); got != oldID {
-				t.Fatalf("cookie after a read = %s, want %s unchanged", got, oldID)
-			}
+			require.Equal(t, oldID, br.sessionID(a),
+				"cookie after a read: a read must not move the session off its dead node")
 			// The first write finds the node dead and moves the session.
 			// With SyncBackup that happens before this response, so it
 			// carries the new cookie; without, the next response does.
@@ -165,36 +160,32 @@ func TestFailoverNodeKilled(t *testing.T) {
 			}
 			newID := br.sessionID(a)
 			moved := mustParseID(t, newID)
-			if moved.node == old.node || moved.random != old.random || moved.route != "a" {
-				t.Fatalf("cookie after the write = %s, want %s.<a node other than %s>.a", newID, old.random, old.node)
-			}
-			if got := a.m.Stats().NodesUp; got != 1 {
-				t.Errorf("Stats().NodesUp = %d, want 1 after SIGKILL of %s", got, old.node)
-			}
-			br.do(a, "POST", "/cart/add?item=y")
+			require.NotEqual(t, old.node, moved.node,
+				"node of the cookie %s after the write: the session must leave dead node %s", newID, old.node)
+			require.Equal(t, old.random, moved.random,
+				"random part of the cookie %s after the write: a move keeps the random part", newID)
+			require.Equal(t, "a", moved.route,
+				"route of the cookie %s after the write: the session stays on instance a", newID)
+			assert.Equal(t, 1, a.m.Stats().NodesUp, "Stats().NodesUp after SIGKILL of %s", old.node)
+			assert.Equal(t, "x,y", mustDo(t, br, a, "POST", "/cart/add?item=y"),
+				"POST /cart/add?item=y after the move: the cart must still hold x")
 			waitIdle(t, a.m)
-			if got := br.sessionID(a); got != newID {
-				t.Fatalf("cookie = %s, want %s (the session moved once)", got, newID)
-			}
+			require.Equal(t, newID, br.sessionID(a), "cookie after another write: the session moves only once")
 			other := serverOf(t, servers, moved.node)
 			checkStored(t, other, newID, map[string]string{"k1": "v1", "k2": "v2"})
-			if got := a.m.Stats().Relocations; got == 0 {
-				t.Errorf("Stats().Relocations = 0, want > 0")
-			}
+			assert.NotZero(t, a.m.Stats().Relocations, "Stats().Relocations after the session left %s", old.node)
 
 			a.crash()
 			c := newInstance(t, failoverConfig("c", servers...))
 			checkGet(t, br, c, "k1", "v1")
 			checkGet(t, br, c, "k2", "v2")
-			if _, body := br.do(c, "GET", "/cart"); body != "x,y" {
-				t.Errorf("GET /cart on the third instance = %q, want %q", body, "x,y")
-			}
-			if got, want := br.sessionID(c), old.random+"."+moved.node+".c"; got != want {
-				t.Errorf("cookie from the third instance = %s, want %s", got, want)
-			}
-			if st := c.m.Stats(); st.Takeovers != 1 || st.LoadsHit != 1 {
-				t.Errorf("third instance: Takeovers, LoadsHit = %d, %d, want 1, 1", st.Takeovers, st.LoadsHit)
-			}
+			_, body := br.do(c, "GET", "/cart")
+			assert.Equal(t, "x,y", body, "GET /cart on the third instance: the cart must survive the move and the owner's crash")
+			assert.Equal(t, old.random+"."+moved.node+".c", br.sessionID(c),
+				"cookie from the third instance: same random part, the node it moved to, route c")
+			st := c.m.Stats()
+			assert.Equal(t, uint64(1), st.Takeovers, "third instance: Stats().Takeovers = %d, want 1 after loading a's session", st.Takeovers)
+			assert.Equal(t, uint64(1), st.LoadsHit, "third instance: Stats().LoadsHit = %d, want 1 after loading a's session", st.LoadsHit)
 		})
 	}
 }
@@ -216,20 +207,15 @@ func TestTakeoverFindsSessionMovedBeforeClientLearnedNewID(t *testing.T) {
 
 	checkSet(t, br, a, "k", "v2") // async: moved after the response went out
 	waitIdle(t, a.m)
-	if got := br.sessionID(a); got != oldID {
-		t.Fatalf("cookie = %s, want %s: the client must not know the new ID yet", got, oldID)
-	}
+	require.Equal(t, oldID, br.sessionID(a), "cookie after an async write: the client must not know the new ID yet")
 	movedID := localID(a.m, old.random)
-	if mustParseID(t, movedID).node == old.node {
-		t.Fatalf("owner's ID = %s, want it moved off %s", movedID, old.node)
-	}
+	require.NotEqual(t, old.node, mustParseID(t, movedID).node, "owner's ID %s: want it moved off %s", movedID, old.node)
 	a.crash()
 
 	c := newInstance(t, failoverConfig("c", servers...)) // believes every node up
 	checkGet(t, br, c, "k", "v2")
-	if got := mustParseID(t, br.sessionID(c)); got.random != old.random {
-		t.Errorf("cookie from the third instance = %s, want random part %s", br.sessionID(c), old.random)
-	}
+	assert.Equal(t, old.random, mustParseID(t, br.sessionID(c)).random,
+		"random part of the cookie %s from the third instance: it took over the same session", br.sessionID(c))
 }
 
 // TestFailoverNodesOnlyWhenNoPrimaryUp uses n1, n2 and failover node n3:
@@ -247,19 +233,17 @@ func TestFailoverNodesOnlyWhenNoPrimaryUp(t *testing.T) {
 	for i := range 24 {
 		br := newBrowser(t)
 		checkSet(t, br, a, "k", "v"+strconv.Itoa(i))
-		switch node := mustParseID(t, br.sessionID(a)).node; {
-		case node == "n3":
-			t.Errorf("new session %s is on failover node n3 while n1 and n2 are up", br.sessionID(a))
-		case node == "n1" && onN1 == nil:
+		node := mustParseID(t, br.sessionID(a)).node
+		assert.NotEqual(t, "n3", node, "node of new session %s: n3 is a failover node and n1, n2 are up", br.sessionID(a))
+		if node == "n1" && onN1 == nil {
 			onN1 = br
 		}
 		browsers = append(browsers, br)
 	}
-	if onN1 == nil {
-		t.Fatal("none of 24 new sessions is on n1")
-	}
+	require.NotNil(t, onN1, "none of 24 new sessions is on n1")
 	waitIdle(t, a.m)
-	randomOf := func(br *browser) string { return mustParseID(t, br.sessionID(a)).random }
+	// The random part onN1's session must keep through every move.
+	onN1Random := mustParseID(t, onN1.sessionID(a)).random
 
 	// n1 dies: its sessions move to n2, never n3; the others stay put.
 	servers[0].Kill()
@@ -273,23 +257,18 @@ func TestFailoverNodesOnlyWhenNoPrimaryUp(t *testing.T) {
 		if want == "n1" {
 			want = "n2"
 		}
-		if got := mustParseID(t, id).node; got != want {
-			t.Errorf("session %s is now %s, want it on %s", br.sessionID(a), id, want)
-		}
-		if !isStored(t, serverOf(t, servers, want), id) {
-			t.Errorf("session %s: no backup on %s", id, want)
-		}
+		assert.Equal(t, want, mustParseID(t, id).node,
+			"node of session %s (now %s) after n1 died: n1's sessions go to n2, never to failover n3", br.sessionID(a), id)
+		assert.True(t, isStored(t, serverOf(t, servers, want), id), "session %s: want its backup on %s", id, want)
 	}
 	checkGet(t, onN1, a, "k", "after-n1")
-	if got := mustParseID(t, onN1.sessionID(a)); got.node != "n2" {
-		t.Fatalf("cookie after n1 died = %s, want it on n2", onN1.sessionID(a))
-	}
+	require.Equal(t, "n2", mustParseID(t, onN1.sessionID(a)).node,
+		"node of the cookie %s after n1 died: the session must move to n2", onN1.sessionID(a))
 	for range 8 {
 		br := newBrowser(t)
 		checkSet(t, br, a, "k", "new")
-		if got := mustParseID(t, br.sessionID(a)).node; got != "n2" {
-			t.Errorf("new session while n1 is down = %s, want it on n2", br.sessionID(a))
-		}
+		assert.Equal(t, "n2", mustParseID(t, br.sessionID(a)).node,
+			"node of new session %s while n1 is down: n2 is the only primary up", br.sessionID(a))
 	}
 
 	// n2 dies too: only the failover node is left.
@@ -299,24 +278,21 @@ func TestFailoverNodesOnlyWhenNoPrimaryUp(t *testing.T) {
 	waitIdle(t, a.m)
 	checkGet(t, onN1, a, "k", "after-n2")
 	onN3 := onN1.sessionID(a)
-	if got := mustParseID(t, onN3).node; got != "n3" {
-		t.Fatalf("cookie after n1 and n2 died = %s, want it on n3", onN3)
-	}
+	require.Equal(t, "n3", mustParseID(t, onN3).node, "node of the cookie %s after n1 and n2 died: only n3 is left", onN3)
 	checkStored(t, servers[2], onN3, map[string]string{"k": "after-n2"})
 	br := newBrowser(t)
 	checkSet(t, br, a, "k", "new")
-	if got := mustParseID(t, br.sessionID(a)).node; got != "n3" {
-		t.Errorf("new session while only n3 is up = %s, want it on n3", br.sessionID(a))
-	}
+	assert.Equal(t, "n3", mustParseID(t, br.sessionID(a)).node,
+		"node of new session %s while only n3 is up: the failover node is used when no primary is", br.sessionID(a))
 
 	// n1 is back: a request moves the session off the failover node.
 	servers[0].Restart()
 	eventually(t, 3*time.Second, "n1 marked up again", func() bool { return nodesUp(a.m) == 2 })
 	checkGet(t, onN1, a, "k", "after-n2")
 	backID := onN1.sessionID(a)
-	if got := mustParseID(t, backID); got.node != "n1" || got.random != randomOf(onN1) {
-		t.Fatalf("cookie after n1 came back = %s, want it back on n1", backID)
-	}
+	back := mustParseID(t, backID)
+	require.Equal(t, "n1", back.node, "node of the cookie %s after n1 came back: the session must leave failover n3", backID)
+	require.Equal(t, onN1Random, back.random, "random part of the cookie %s after n1 came back: moves keep it", backID)
 	waitIdle(t, a.m)
 	checkStored(t, servers[0], backID, map[string]string{"k": "after-n2"})
 }
@@ -351,15 +327,13 @@ func TestFailoverAllNodesDown(t *testing.T) {
 	checkSet(t, active, a, "k2", "w")
 	checkGet(t, active, a, "k", "v2")
 	checkGet(t, active, a, "k2", "w")
-	if got := mustParseID(t, active.sessionID(a)).random; got != activeRandom {
-		t.Fatalf("cookie while every node is down = %s, want random part %s", active.sessionID(a), activeRandom)
-	}
-	if _, body := active.do(a, "GET", "/keys"); body != "k,k2" {
-		t.Errorf("GET /keys while every node is down = %q, want %q", body, "k,k2")
-	}
-	if st := a.m.Stats(); st.PendingRetries+st.QueueDepth == 0 {
-		t.Errorf("Stats() = %+v, want backups pending while every node is down", st)
-	}
+	require.Equal(t, activeRandom, mustParseID(t, active.sessionID(a)).random,
+		"random part of the cookie %s while every node is down: the session must stay the same", active.sessionID(a))
+	_, body := active.do(a, "GET", "/keys")
+	assert.Equal(t, "k,k2", body, "GET /keys while every node is down: the session is served from memory")
+	st := a.m.Stats()
+	assert.NotZero(t, st.PendingRetries+st.QueueDepth,
+		"Stats() PendingRetries+QueueDepth while every node is down (%+v): the backups must wait to be retried", st)
 
 	// The idle session's node comes back first, empty: the session must be
 	// written there again, not assumed to be still stored.
@@ -383,9 +357,8 @@ func TestFailoverAllNodesDown(t *testing.T) {
 	})
 	waitIdle(t, a.m)
 	checkGet(t, active, a, "k", "v2")
-	if got, want := active.sessionID(a), localID(a.m, activeRandom); got != want {
-		t.Errorf("cookie after the nodes came back = %s, want %s", got, want)
-	}
+	assert.Equal(t, localID(a.m, activeRandom), active.sessionID(a),
+		"cookie after the nodes came back: the client must hold the session's current ID")
 }
 
 // TestFailoverNodePaused black-holes the session's node with SIGSTOP: no
@@ -422,9 +395,8 @@ func TestFailoverNodePaused(t *testing.T) {
 				code, body := br.do(a, method, path)
 				d := time.Since(start)
 				slowest = max(slowest, d)
-				if d > limit {
-					t.Errorf("%s %s took %v while a node is paused, want < %v", method, path, d, limit)
-				}
+				assert.LessOrEqual(t, d, limit, "%s %s took %v while a node is paused, want < %v", method, path, d, limit)
+				assert.Equal(t, http.StatusOK, code, "%s %s while a node is paused: the session works from memory", method, path)
 				return code, body
 			}
 
@@ -432,9 +404,8 @@ func TestFailoverNodePaused(t *testing.T) {
 			for i := range 10 {
 				v := "v" + strconv.Itoa(i+1)
 				timed(br, "POST", "/set?key=k&value="+v)
-				if _, body := timed(br, "GET", "/get?key=k"); body != v {
-					t.Fatalf("GET /get?key=k = %q, want %q", body, v)
-				}
+				_, body := timed(br, "GET", "/get?key=k")
+				require.Equal(t, v, body, "GET /get?key=k after setting it while %s is paused", old.node)
 				timed(newBrowser(t), "POST", "/set?key=k&value=new") // a new session
 			}
 			t.Logf("%s: slowest request while %s was paused: %v", syncName(syncMode), old.node, slowest)
@@ -444,9 +415,10 @@ func TestFailoverNodePaused(t *testing.T) {
 			checkGet(t, br, a, "k", "v10")
 			newID := br.sessionID(a)
 			moved := mustParseID(t, newID)
-			if moved.node == old.node || moved.random != old.random {
-				t.Fatalf("cookie after %s was paused = %s, want %s.<another node>.a", old.node, newID, old.random)
-			}
+			require.NotEqual(t, old.node, moved.node,
+				"node of the cookie %s after %s was paused: the session must leave it", newID, old.node)
+			require.Equal(t, old.random, moved.random,
+				"random part of the cookie %s after %s was paused: a move keeps it", newID, old.node)
 			checkStored(t, serverOf(t, servers, moved.node), newID, map[string]string{"k": "v10"})
 
 			home.Resume()
@@ -476,17 +448,14 @@ func TestSyncBackupVisibleOnOtherInstance(t *testing.T) {
 			checkSet(t, br, a, "k", "old"+strconv.Itoa(i)) // an existing session with a stored copy
 			want := "new" + strconv.Itoa(i)
 			resp, err := br.client.Post(a.srv.URL+"/set?key=k&value="+want+"&redirect="+url.QueryEscape("/get?key=k"), "", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err, "POST /set...&redirect")
 			resp.Body.Close()
 			loc := resp.Header.Get("Location")
-			if resp.StatusCode != http.StatusFound || loc != "/get?key=k" {
-				t.Fatalf("POST /set...&redirect = %d Location %q, want 302 /get?key=k", resp.StatusCode, loc)
-			}
-			if _, body := br.do(other, "GET", loc); body != want {
-				t.Fatalf("round %d: GET %s on the other instance = %q, want %q", i, loc, body, want)
-			}
+			require.Equal(t, http.StatusFound, resp.StatusCode, "POST /set...&redirect status")
+			require.Equal(t, "/get?key=k", loc, "POST /set...&redirect Location")
+			_, body := br.do(other, "GET", loc)
+			require.Equal(t, want, body,
+				"round %d: GET %s on the other instance: the change must be stored before the 302 leaves", i, loc)
 		}
 	})
 
@@ -514,15 +483,13 @@ func TestSyncBackupVisibleOnOtherInstance(t *testing.T) {
 			br := newBrowser(t)
 			want := "held" + strconv.Itoa(i)
 			resp, err := br.client.Post(held.srv.URL+"/set-held?value="+want, "", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err, "round %d: POST /set-held", i)
 			_, body := br.do(other, "GET", resp.Header.Get("Location"))
 			release <- struct{}{}
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusFound || body != want {
-				t.Fatalf("round %d: 302 then GET on the other instance = %d, %q, want 302, %q", i, resp.StatusCode, body, want)
-			}
+			require.Equal(t, http.StatusFound, resp.StatusCode, "round %d: POST /set-held status", i)
+			require.Equal(t, want, body,
+				"round %d: GET on the other instance while the 302 is held open: the change must be stored before the status line", i)
 		}
 	})
 }
@@ -546,7 +513,9 @@ func TestStaleConnectionsAfterRestartDoNotMarkNodeDown(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					browsers[i].do(a, "POST", "/set?key=k&value=before")
+					// assert, not require: this is not the test's goroutine.
+					code, body := browsers[i].do(a, "POST", "/set?key=k&value=before")
+					assert.Equal(t, http.StatusOK, code, "browser %d: POST /set?key=k&value=before = %d %q, want 200", i, code, body)
 				}()
 			}
 			wg.Wait()
@@ -561,13 +530,12 @@ func TestStaleConnectionsAfterRestartDoNotMarkNodeDown(t *testing.T) {
 			s.Restart()
 			checkSet(t, br, a, "k", "after")
 			waitIdle(t, a.m)
-			if got := localID(a.m, mustParseID(t, id).random); got != id {
-				t.Errorf("session ID after the restart = %s, want %s: the node was marked down", got, id)
-			}
+			assert.Equal(t, id, localID(a.m, mustParseID(t, id).random),
+				"session ID after the restart: a stale connection must not mark the node down and move the session")
 			checkStored(t, s, id, map[string]string{"k": "after"})
-			if st := a.m.Stats(); st.NodesUp != 2 || st.Relocations != 0 {
-				t.Errorf("Stats() NodesUp, Relocations = %d, %d, want 2, 0", st.NodesUp, st.Relocations)
-			}
+			st := a.m.Stats()
+			assert.Equal(t, 2, st.NodesUp, "Stats().NodesUp after a restart: stale connections are no sign of a dead node")
+			assert.Zero(t, st.Relocations, "Stats().Relocations after a restart: no session may have moved")
 		})
 	}
 }
@@ -587,19 +555,15 @@ func TestSetNodes(t *testing.T) {
 			}
 			browsers = append(browsers, br)
 		}
-		if onN1 == 0 {
-			t.Fatal("no new session on n1")
-		}
+		require.NotZero(t, onN1, "no new session on n1 in %d tries", len(browsers))
 		waitIdle(t, a.m)
 
 		// Remove n1, keep n2, add n3.
 		nodes := fmt.Sprintf("n2:%s n3:%s", servers[1].Addr(), servers[2].Addr())
-		if err := a.m.SetNodes(nodes, ""); err != nil {
-			t.Fatalf("SetNodes(%q) error = %v", nodes, err)
-		}
-		if st := a.m.Stats(); st.Nodes != 2 || st.NodesUp != 2 {
-			t.Errorf("Stats() Nodes, NodesUp = %d, %d, want 2, 2", st.Nodes, st.NodesUp)
-		}
+		require.NoError(t, a.m.SetNodes(nodes, ""), "SetNodes(%q, \"\")", nodes)
+		st := a.m.Stats()
+		assert.Equal(t, 2, st.Nodes, "Stats().Nodes after SetNodes(%q)", nodes)
+		assert.Equal(t, 2, st.NodesUp, "Stats().NodesUp after SetNodes(%q): both new nodes are up", nodes)
 		// Without a request, the sessions on n1 move to n2 or n3.
 		byID := map[string]*memcachetest.Server{"n2": servers[1], "n3": servers[2]}
 		for i, br := range browsers {
@@ -610,13 +574,11 @@ func TestSetNodes(t *testing.T) {
 				s := byID[mustParseID(t, id).node]
 				return s != nil && isStored(t, s, id)
 			})
-			if before.node == "n2" && id != br.sessionID(a) {
-				t.Errorf("session %s on kept node n2 moved to %s", br.sessionID(a), id)
+			if before.node == "n2" {
+				assert.Equal(t, br.sessionID(a), id, "ID of session %s after SetNodes: n2 was kept, so its sessions stay", br.sessionID(a))
 			}
 			checkGet(t, br, a, "k", "v"+strconv.Itoa(i))
-			if got := br.sessionID(a); got != id {
-				t.Errorf("cookie after SetNodes = %s, want %s", got, id)
-			}
+			assert.Equal(t, id, br.sessionID(a), "cookie after SetNodes and a request: the client must learn the session's ID")
 		}
 	})
 
@@ -625,42 +587,41 @@ func TestSetNodes(t *testing.T) {
 		m := newTestManager(t, failoverConfig("a", servers...))
 		addr := servers[0].Addr()
 		for _, tc := range []struct {
-			nodes, failover, want string
+			name, nodes, failover, want string
 		}{
-			{"", "", "at least one node"},
-			{"n1:" + addr + " n1:127.0.0.1:1", "", `"n1" appears twice`},
-			{"n1:" + addr, "n2", `failover node "n2" is not in the node list`},
-			{"n1:" + addr, "n1", "at least one must be a primary"},
-			{"n-1:" + addr, "", `node id "n-1" may hold only letters`},
-			{"n1:127.0.0.1:99999", "", "port must be 1..65535"},
-			{"n1:" + addr + " n2:" + addr, "", "have the same address"},
+			{"empty", "", "", "at least one node"},
+			{"duplicate id", "n1:" + addr + " n1:127.0.0.1:1", "", `"n1" appears twice`},
+			{"unknown failover node", "n1:" + addr, "n2", `failover node "n2" is not in the node list`},
+			{"no primary", "n1:" + addr, "n1", "at least one must be a primary"},
+			{"bad id", "n-1:" + addr, "", `node id "n-1" may hold only letters`},
+			{"bad port", "n1:127.0.0.1:99999", "", "port must be 1..65535"},
+			{"duplicate address", "n1:" + addr + " n2:" + addr, "", "have the same address"},
 		} {
-			err := m.SetNodes(tc.nodes, tc.failover)
-			var ce *ConfigError
-			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("SetNodes(%q, %q) = %v, want a *ConfigError containing %q", tc.nodes, tc.failover, err, tc.want)
-			}
+			t.Run(tc.name, func(t *testing.T) {
+				err := m.SetNodes(tc.nodes, tc.failover)
+				var ce *ConfigError
+				assert.ErrorAs(t, err, &ce, "SetNodes(%q, %q) = %v, want a *ConfigError", tc.nodes, tc.failover, err)
+				assert.ErrorContains(t, err, tc.want, "SetNodes(%q, %q) = %v, want an error saying what is wrong", tc.nodes, tc.failover, err)
+			})
 		}
-		if st := m.Stats(); st.Nodes != 1 || st.NodesUp != 1 {
-			t.Errorf("after rejected SetNodes: Stats() Nodes, NodesUp = %d, %d, want 1, 1", st.Nodes, st.NodesUp)
-		}
+		st := m.Stats()
+		assert.Equal(t, 1, st.Nodes, "Stats().Nodes after rejected SetNodes: the old list stays")
+		assert.Equal(t, 1, st.NodesUp, "Stats().NodesUp after rejected SetNodes: the old list stays")
 	})
 
 	t.Run("manager without nodes", func(t *testing.T) {
 		m := newTestManager(t, Config{})
 		err := m.SetNodes("n1:127.0.0.1:11211", "")
 		var ce *ConfigError
-		if !errors.As(err, &ce) || ce.Field != "Nodes" {
-			t.Errorf("SetNodes on a Manager without nodes = %v, want a *ConfigError for Nodes", err)
-		}
+		require.ErrorAs(t, err, &ce, "SetNodes on a Manager without nodes = %v, want a *ConfigError", err)
+		assert.Equal(t, "Nodes", ce.Field, "SetNodes on a Manager without nodes: the error must name Config.Nodes")
 	})
 
 	t.Run("closed", func(t *testing.T) {
 		servers := memcachetest.StartN(t, 1)
 		m := newTestManager(t, failoverConfig("a", servers...))
 		m.Close()
-		if err := m.SetNodes(nodesOf(servers...), ""); !errors.Is(err, ErrClosed) {
-			t.Errorf("SetNodes after Close = %v, want ErrClosed", err)
-		}
+		err := m.SetNodes(nodesOf(servers...), "")
+		assert.ErrorIs(t, err, ErrClosed, "SetNodes after Close = %v, want ErrClosed", err)
 	})
 }

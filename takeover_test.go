@@ -2,11 +2,12 @@ package mcsession
 
 import (
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
@@ -36,60 +37,49 @@ func TestTakeoverAfterInstanceCrash(t *testing.T) {
 	mustDo(t, br, a, "POST", "/cart/add?item=y")
 	waitIdle(t, a.m)
 	oldID := br.sessionID(a)
-	if !strings.HasSuffix(oldID, ".a") {
-		t.Fatalf("session ID from instance a = %q, want route suffix .a", oldID)
-	}
+	oldSID, ok := parseID(oldID, true)
+	require.True(t, ok, "parseID(%q) = _, false, want the ID instance a gave", oldID)
+	require.Equal(t, "a", oldSID.route, "route of session ID %q from instance a", oldID)
 	home, _ := serverFor(t, servers, oldID)
 	a.crash()
 
 	// The first request through b takes the session over.
-	if body := mustDo(t, br, b, "GET", "/keys"); body != "bool,cart,float,int,str,time,user" {
-		t.Errorf("GET /keys through b = %q, want every key set through a", body)
-	}
+	assert.Equal(t, "bool,cart,float,int,str,time,user", mustDo(t, br, b, "GET", "/keys"),
+		"GET /keys through b after a crashed: every key set through a must survive")
 	newID := br.sessionID(b)
-	oldSID, _ := parseID(oldID, true)
-	if want := oldSID.random + "." + oldSID.node + ".b"; newID != want {
-		t.Errorf("session ID after takeover = %q, want %q (same random part and node, route b)", newID, want)
-	}
+	assert.Equal(t, oldSID.random+"."+oldSID.node+".b", newID,
+		"session ID after takeover: same random part and node, route b")
 	for _, r := range []struct{ path, want string }{
 		{"/typed", typedBody},
 		{"/get?key=user", "alice"},
 		{"/get?key=gone", ""},
 		{"/cart", "x,y"},
 	} {
-		if body := mustDo(t, br, b, "GET", r.path); body != r.want {
-			t.Errorf("GET %s through b after takeover = %q, want %q", r.path, body, r.want)
-		}
+		assert.Equal(t, r.want, mustDo(t, br, b, "GET", r.path),
+			"GET %s through b after takeover: the value must be what a last stored", r.path)
 	}
 	waitIdle(t, b.m)
-	if got := b.m.Stats().Takeovers; got != 1 {
-		t.Errorf("Stats().Takeovers on b = %d, want 1", got)
-	}
+	takeovers := b.m.Stats().Takeovers
+	assert.Equal(t, uint64(1), takeovers, "Stats().Takeovers on b = %d, want 1 after it loaded a's session", takeovers)
 
 	oldKey, newKey := memcacheKey(DefaultKeyPrefix, oldID), memcacheKey(DefaultKeyPrefix, newID)
 	keys, err := home.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if slices.Contains(keys, oldKey) {
-		t.Errorf("node of %s still holds the old key %s after the takeover (keys %q)", oldID, oldKey, keys)
-	}
-	if !slices.Contains(keys, newKey) {
-		t.Errorf("node of %s lacks the new key %s after the takeover (keys %q)", oldID, newKey, keys)
-	}
+	require.NoError(t, err, "Keys() of the node of %s", oldID)
+	assert.NotContains(t, keys, oldKey, "keys on the node of %s after the takeover: the old key must be deleted", oldID)
+	assert.Contains(t, keys, newKey, "keys on the node of %s after the takeover: the session must be stored under its new ID", oldID)
 	want := typedValues()
 	want["user"] = "alice"
 	want["cart"] = &cart{Items: []string{"x", "y"}}
 	if !holdsLatest(t, servers, newID, want) {
 		got, _ := storedSession(t, home, newID)
-		t.Errorf("backup of %s = %s, want %s", newID, jsonString(got), jsonString(want))
+		assert.Fail(t, "backup after takeover", "backup of %s = %s, want %s", newID, jsonString(got), jsonString(want))
 	}
 }
 
 // TestTakeoverConcurrentRequestsShareOneLoad proves that concurrent
 // requests for one session that an instance does not hold cause a single
-// get: the node is paused until every request is waiting for the load, so
-// a second get could not be avoided by luck of timing.
+// get: the node is paused until every request but the loading one waits for
+// the shared load, so a second get could not be avoided by luck of timing.
 func TestTakeoverConcurrentRequestsShareOneLoad(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
 	cfg := Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: opTimeout}
@@ -117,23 +107,22 @@ func TestTakeoverConcurrentRequestsShareOneLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// assert, not require: this is not the test's goroutine.
 			code, body := c.do(b, "GET", "/get?key=user")
-			if code != http.StatusOK {
-				t.Errorf("request %d: GET /get?key=user = %d %q, want 200", i, code, body)
-			}
+			assert.Equal(t, http.StatusOK, code, "request %d: GET /get?key=user = %d %q, want 200", i, code, body)
 			bodies[i] = body
 		}()
 	}
 	eventually(t, 2*time.Second, "the concurrent requests did not all reach the session load", func() bool {
 		return replicaOf(b.m).flights.Waiters(oldID[:randomLen]) == n-1
 	})
+	// The get sent by the first request cannot be answered before Resume.
+	require.True(t, home.Paused(), "the session's node must still be paused while the requests gather")
 	home.Resume()
 	wg.Wait()
 
 	for i, body := range bodies {
-		if body != "alice" {
-			t.Errorf("request %d for taken-over session = %q, want %q", i, body, "alice")
-		}
+		assert.Equal(t, "alice", body, "request %d for the taken-over session: every request must see the loaded session", i)
 	}
 	after := serverStats(t, servers)
 	for i := range servers {
@@ -142,11 +131,10 @@ func TestTakeoverConcurrentRequestsShareOneLoad(t *testing.T) {
 		if servers[i] == home {
 			want = 1
 		}
-		if d.gets != want {
-			t.Errorf("%d concurrent requests for one missing session: node n%d served %d gets, want %d (%v)", n, i+1, d.gets, want, d)
-		}
+		assert.Equal(t, want, d.gets,
+			"%d concurrent requests for one missing session: node n%d served %d gets, want %d (%v); concurrent loads must share one get", n, i+1, d.gets, want, d)
 	}
-	if st := b.m.Stats(); st.LoadsHit != 1 || st.Takeovers != 1 {
-		t.Errorf("Stats() on b: LoadsHit = %d, Takeovers = %d, want 1 and 1", st.LoadsHit, st.Takeovers)
-	}
+	st := b.m.Stats()
+	assert.Equal(t, uint64(1), st.LoadsHit, "Stats().LoadsHit on b = %d, want 1: one shared load", st.LoadsHit)
+	assert.Equal(t, uint64(1), st.Takeovers, "Stats().Takeovers on b = %d, want 1: one session taken over", st.Takeovers)
 }

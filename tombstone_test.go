@@ -1,9 +1,11 @@
 package mcsession
 
 import (
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
@@ -16,32 +18,30 @@ func TestInvalidatedSessionStaysDeadUntilDeleted(t *testing.T) {
 	servers := memcachetest.StartN(t, 1)
 	in, gate := newGatedInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", BackupWorkers: 1})
 	victim := newBrowser(t)
-	victim.do(in, "POST", "/set?key=user&value=ada")
+	mustDo(t, victim, in, "POST", "/set?key=user&value=ada")
 	waitIdle(t, in.m)
 	oldID := victim.sessionID(in)
+	require.True(t, isStored(t, servers[0], oldID), "backup of %s before the logout: the delete must have a copy to remove", oldID)
 
 	holder := newBrowser(t)
-	holder.do(in, "POST", "/set?key=gate&value=1")
+	mustDo(t, holder, in, "POST", "/set?key=gate&value=1")
 	gate.waitEntered(t)
-	victim.do(in, "POST", "/invalidate")
+	mustDo(t, victim, in, "POST", "/invalidate")
 	thief := newBrowser(t)
 	thief.setSessionID(in, oldID)
-	if _, body := thief.do(in, "GET", "/get?key=user"); body != "" {
-		t.Fatalf("GET with the invalidated cookie while its delete is queued = %q, want no session", body)
-	}
+	require.Empty(t, mustDo(t, thief, in, "GET", "/get?key=user"),
+		"GET /get?key=user with the invalidated cookie while its delete is queued: the stored copy must not be loaded back")
 
 	gate.open()
 	waitIdle(t, in.m)
-	if _, found, err := servers[0].Get(memcacheKey(DefaultKeyPrefix, oldID)); err != nil || found {
-		t.Fatalf("backup of the invalidated session: found %v, %v; want deleted", found, err)
-	}
+	_, found, err := servers[0].Get(memcacheKey(DefaultKeyPrefix, oldID))
+	require.NoError(t, err, "memcached Get(key of %s)", oldID)
+	require.False(t, found, "backup of the invalidated session %s after the queue drained: want deleted", oldID)
 	thief.setSessionID(in, oldID)
-	if _, body := thief.do(in, "GET", "/get?key=user"); body != "" {
-		t.Fatalf("GET with the invalidated cookie after its delete = %q, want no session", body)
-	}
-	if n := in.m.Stats().LocalSessions; n != 1 {
-		t.Fatalf("LocalSessions after the delete = %d, want 1 (the holder's; the tombstone gone)", n)
-	}
+	require.Empty(t, mustDo(t, thief, in, "GET", "/get?key=user"),
+		"GET /get?key=user with the invalidated cookie after its delete: want no session")
+	assert.Equal(t, 1, in.m.Stats().LocalSessions,
+		"Stats().LocalSessions after the delete: only the holder's session; the tombstone must be gone")
 }
 
 // TestRenewedIDIsDeadAtOnce pins that after RenewID the old (possibly
@@ -51,33 +51,31 @@ func TestRenewedIDIsDeadAtOnce(t *testing.T) {
 	servers := memcachetest.StartN(t, 1)
 	in, gate := newGatedInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", BackupWorkers: 1})
 	victim := newBrowser(t)
-	victim.do(in, "POST", "/set?key=user&value=anonymous")
+	mustDo(t, victim, in, "POST", "/set?key=user&value=anonymous")
 	waitIdle(t, in.m)
 	oldID := victim.sessionID(in)
+	require.True(t, isStored(t, servers[0], oldID), "backup of %s before RenewID: the pre-renewal copy an attacker could load", oldID)
 
 	holder := newBrowser(t)
-	holder.do(in, "POST", "/set?key=gate&value=1")
+	mustDo(t, holder, in, "POST", "/set?key=gate&value=1")
 	gate.waitEntered(t)
-	victim.do(in, "POST", "/renew")
-	victim.do(in, "POST", "/set?key=user&value=ada")
+	mustDo(t, victim, in, "POST", "/renew")
+	mustDo(t, victim, in, "POST", "/set?key=user&value=ada")
+	require.NotEqual(t, oldID, victim.sessionID(in), "cookie after POST /renew: RenewID must give a new ID")
 	attacker := newBrowser(t)
 	attacker.setSessionID(in, oldID)
-	if _, body := attacker.do(in, "GET", "/get?key=user"); body != "" {
-		t.Fatalf("GET with the pre-renewal ID while the renewal is queued = %q, want no session", body)
-	}
+	require.Empty(t, mustDo(t, attacker, in, "GET", "/get?key=user"),
+		"GET /get?key=user with the pre-renewal ID while the renewal is queued: the old backup must not be loaded")
 
 	gate.open()
 	waitIdle(t, in.m)
 	attacker.setSessionID(in, oldID)
-	if _, body := attacker.do(in, "GET", "/get?key=user"); body != "" {
-		t.Fatalf("GET with the pre-renewal ID after the store = %q, want no session", body)
-	}
-	if _, body := victim.do(in, "GET", "/get?key=user"); body != "ada" {
-		t.Fatalf("GET with the new ID = %q, want ada", body)
-	}
-	if n := in.m.Stats().LocalSessions; n != 2 {
-		t.Fatalf("LocalSessions = %d, want 2 (victim and holder; the tombstone gone)", n)
-	}
+	require.Empty(t, mustDo(t, attacker, in, "GET", "/get?key=user"),
+		"GET /get?key=user with the pre-renewal ID after the store: want no session")
+	require.Equal(t, "ada", mustDo(t, victim, in, "GET", "/get?key=user"),
+		"GET /get?key=user with the new ID: the session keeps its values")
+	assert.Equal(t, 2, in.m.Stats().LocalSessions,
+		"Stats().LocalSessions after the store: victim and holder; the tombstone must be gone")
 }
 
 // TestOldCopyOnPausedNodeIsDeletedWhenBack pins that a session moved away
@@ -87,20 +85,18 @@ func TestOldCopyOnPausedNodeIsDeletedWhenBack(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
 	in := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: 200 * time.Millisecond,
 		ProbeInterval: 50 * time.Millisecond, RetryInterval: 50 * time.Millisecond})
-	br := newBrowser(t)
-	var home *memcachetest.Server
-	for home == nil || strings.Contains(br.sessionID(in), ".n2.") {
-		br = newBrowser(t) // a session on n1
-		br.do(in, "POST", "/set?key=user&value=ada")
-		home = servers[0]
-	}
+	br := newSessionOn(t, in, "n1", "user", "ada")
+	home := servers[0]
 	waitIdle(t, in.m)
 	oldID := br.sessionID(in)
+	require.True(t, isStored(t, home, oldID), "backup of %s on n1 before the pause: the copy that must be deleted later", oldID)
+	old := mustParseID(t, oldID)
+	movedID := sessionID{random: old.random, node: "n2", route: old.route}.String()
 
 	home.Pause()
-	br.do(in, "POST", "/set?key=user&value=grace") // times out on n1, moves to n2
+	mustDo(t, br, in, "POST", "/set?key=user&value=grace") // times out on n1, moves to n2
 	eventually(t, 5*time.Second, "session not moved to n2", func() bool {
-		_, found, err := servers[1].Get(memcacheKey(DefaultKeyPrefix, strings.Replace(oldID, ".n1.", ".n2.", 1)))
+		_, found, err := servers[1].Get(memcacheKey(DefaultKeyPrefix, movedID))
 		return err == nil && found
 	})
 	home.Resume()
