@@ -208,12 +208,10 @@ func runLoad(ctx context.Context, o options) error {
 	var mcs []*memcached
 	if needMC {
 		if path, err := exec.LookPath("memcached"); err != nil {
-			var kept, skipped []string
+			var skipped []string
 			for _, c := range list {
 				if c.Memcached {
 					skipped = append(skipped, c.Name)
-				} else {
-					kept = append(kept, c.Name)
 				}
 			}
 			msg := fmt.Sprintf("memcached is not installed: skipping %s", strings.Join(skipped, ", "))
