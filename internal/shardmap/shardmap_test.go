@@ -30,7 +30,9 @@ func TestMapBasics(t *testing.T) {
 	if !m.DeleteIf("a", func(v int) bool { return v == 1 }) {
 		t.Fatalf("DeleteIf(a, v==1) = false, want true")
 	}
-	m.Delete("b")
+	if !m.DeleteIf("b", func(int) bool { return true }) {
+		t.Fatalf("DeleteIf(b, true) = false, want true")
+	}
 	if n := m.Len(); n != 0 {
 		t.Fatalf("Len() after deletes = %d, want 0", n)
 	}
@@ -71,7 +73,7 @@ func TestMapConcurrent(t *testing.T) {
 				m.Set(k, i)
 				m.Get(k)
 				if i%2 == 0 {
-					m.Delete(k)
+					m.DeleteIf(k, func(int) bool { return true })
 				}
 			}
 		}()
