@@ -61,6 +61,7 @@ import (
 	"time"
 
 	"github.com/mcsession/mcsession/bench/contenders"
+	"github.com/mcsession/mcsession/internal/childproc"
 )
 
 // options are the command-line flags of a load run.
@@ -480,7 +481,7 @@ func startServer(ctx context.Context, exe, name string, nodes []*memcached) (*se
 	}
 	cmd := exec.Command(exe, "-serve", name, "-nodes", strings.Join(addrs, ","))
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = childAttr()
+	cmd.SysProcAttr = childproc.Attr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcsession/mcsession/internal/childproc"
 	"github.com/mcsession/mcsession/internal/memcachetest"
 	"github.com/mcsession/mcsession/internal/proctest"
 )
@@ -50,7 +51,7 @@ func startProc(t *testing.T, name, bin string, args ...string) *proc {
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = sysProcAttr()
+	p.cmd.SysProcAttr = childproc.Attr()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

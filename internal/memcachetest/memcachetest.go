@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcsession/mcsession/internal/childproc"
 )
 
 // EnvRequire is the environment variable that turns a missing memcached
@@ -252,7 +254,7 @@ func (s *Server) launch() (*process, error) {
 	cmd := exec.Command(s.binary, s.args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = childproc.Attr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("memcachetest: start %s: %w", s.binary, err)
 	}
