@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -302,11 +300,11 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 
 	var addr string
 	var cmd *exec.Cmd
-	var stderr *syncBuffer
+	var stderr *proctest.Buffer
 	var exited chan error
 	for try := 0; ; try++ {
 		addr = freeAddr(t)
-		stderr = &syncBuffer{}
+		stderr = &proctest.Buffer{}
 		cmd = exec.Command(bin, "-listen", addr, "-route", "app7")
 		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
@@ -429,23 +427,4 @@ func waitHealthy(addr string, exited chan error, timeout time.Duration) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// syncBuffer collects a process's output; it may be read while the process
-// still writes.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -1,7 +1,6 @@
 package memcachetest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mcsession/mcsession/internal/childproc"
+	"github.com/mcsession/mcsession/internal/proctest"
 )
 
 // EnvRequire is the environment variable that turns a missing memcached
@@ -104,7 +104,7 @@ type Server struct {
 // goroutines can wait for the exit.
 type process struct {
 	cmd     *exec.Cmd
-	output  *syncBuffer // stdout and stderr
+	output  *proctest.Buffer // stdout and stderr
 	done    chan struct{}
 	waitErr error // written before done is closed
 }
@@ -250,7 +250,7 @@ func memcachedArgs(o Options, port int) []string {
 // launch starts one memcached process and waits until it answers on s.addr.
 // On any error the process has been killed and reaped.
 func (s *Server) launch() (*process, error) {
-	out := &syncBuffer{}
+	out := &proctest.Buffer{}
 	cmd := exec.Command(s.binary, s.args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -493,23 +493,4 @@ func (s *Server) Output() string {
 		return ""
 	}
 	return s.proc.output.String()
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer (exec's copying
-// goroutine) and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
