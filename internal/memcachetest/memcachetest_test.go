@@ -522,7 +522,8 @@ func TestStartFailureShowsOutput(t *testing.T) {
 }
 
 // TestNoLeakedGoroutines is not parallel, so no other test's goroutines
-// come and go while it counts.
+// come and go while it counts. Kill returns once the process is reaped, a
+// moment before its reaper goroutine has returned, so the count is polled.
 func TestNoLeakedGoroutines(t *testing.T) {
 	skipUnlessCanPause(t)
 	before := runtime.NumGoroutine()
@@ -530,15 +531,28 @@ func TestNoLeakedGoroutines(t *testing.T) {
 	s.Pause()
 	s.Restart()
 	s.Kill()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines: %d before Start, %d after Kill\n%s",
-				before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond) // poll until the deadline
+	if !eventually(5*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+		t.Fatalf("runtime.NumGoroutine() = %d 5s after Kill, want at most %d (before Start): a goroutine of the harness outlived its process",
+			runtime.NumGoroutine(), before)
 	}
+}
+
+// eventually polls cond until it holds, and reports whether it did before
+// timeout. It runs cond on the caller's goroutine, so that polling adds no
+// goroutine to a count of them.
+func eventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			return cond()
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 // mustGet fails the test unless key holds want.
@@ -554,12 +568,8 @@ func mustGet(t *testing.T, s *Server, key, want string) {
 // containers never reaps orphans).
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for processAlive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d still alive after 5s", pid)
-		}
-		time.Sleep(10 * time.Millisecond) // poll until the deadline
+	if !eventually(5*time.Second, func() bool { return !processAlive(pid) }) {
+		t.Fatalf("pid %d still alive after 5s", pid)
 	}
 }
 
