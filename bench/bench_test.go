@@ -58,6 +58,8 @@ import (
 
 	"github.com/mcsession/mcsession/bench/contenders"
 	"github.com/mcsession/mcsession/internal/memcachetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) {
@@ -177,16 +179,12 @@ func runWorkload(b *testing.B, c contenders.Contender, w workload) {
 	if c.Memcached {
 		nodes = memcachedNodes(b)
 		for _, n := range nodes {
-			if err := n.Flush(); err != nil {
-				b.Fatal(err)
-			}
+			require.NoError(b, n.Flush(), "flush memcached %s before the benchmark", n.Addr())
 			addrs = append(addrs, n.Addr())
 		}
 	}
 	h, closeContender, err := c.New(addrs)
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err, "%s: New(%q) failed, want a handler", c.Name, addrs)
 	closed := false
 	defer func() {
 		if !closed {
@@ -203,9 +201,8 @@ func runWorkload(b *testing.B, c contenders.Contender, w workload) {
 	}
 	if !c.NoSessions { // the floors keep no cart per session
 		for _, i := range []int{0, len(cookies) - 1} {
-			if got := serve(b, h, reads[i]); got != strconv.Itoa(w.items) {
-				b.Fatalf("session %d: /read answered %q, want %d items", i, got, w.items)
-			}
+			got := serve(b, h, reads[i])
+			require.Equal(b, strconv.Itoa(w.items), got, "session %d: /read answered %q, want %d items: login filled the cart", i, got, w.items)
 		}
 	}
 	sched := schedule(w)
@@ -229,8 +226,8 @@ func runWorkload(b *testing.B, c contenders.Contender, w workload) {
 		clear(rw.h)
 		rw.code = 0
 		h.ServeHTTP(rw, req)
-		if rw.code >= 400 {
-			b.Fatalf("%s %s: status %d", base.Method, base.URL.Path, rw.code)
+		if rw.code >= 400 { // tested before calling require, which would cost the loop its arguments
+			require.FailNowf(b, "error status", "%s %s: status %d, want < 400", base.Method, base.URL.Path, rw.code)
 		}
 	}
 
@@ -254,9 +251,7 @@ func login(b *testing.B, h http.Handler, n, items int) []string {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("POST", target, nil))
 		res := rec.Result()
-		if res.StatusCode != http.StatusOK {
-			b.Fatalf("POST %s: status %d: %s", target, res.StatusCode, rec.Body)
-		}
+		require.Equal(b, http.StatusOK, res.StatusCode, "POST %s: status %d: %s, want 200", target, res.StatusCode, rec.Body)
 		var parts []string
 		for _, c := range res.Cookies() {
 			parts = append(parts, c.Name+"="+c.Value)
@@ -269,9 +264,7 @@ func login(b *testing.B, h http.Handler, n, items int) []string {
 // newRequest returns a request for the timed loop, carrying cookie.
 func newRequest(b *testing.B, method, target, cookie string) *http.Request {
 	r, err := http.NewRequest(method, "http://bench.test"+target, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err, "NewRequest(%s, %s)", method, target)
 	r.RemoteAddr = "127.0.0.1:40000"
 	if cookie != "" {
 		r.Header.Set("Cookie", cookie)
@@ -285,9 +278,7 @@ func serve(b *testing.B, h http.Handler, r *http.Request) string {
 	b.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r.Clone(r.Context()))
-	if rec.Code != http.StatusOK {
-		b.Fatalf("%s %s: status %d: %s", r.Method, r.URL.Path, rec.Code, rec.Body)
-	}
+	require.Equal(b, http.StatusOK, rec.Code, "%s %s: status %d: %s, want 200", r.Method, r.URL.Path, rec.Code, rec.Body)
 	return rec.Body.String()
 }
 
@@ -328,17 +319,17 @@ func settle(b *testing.B, h http.Handler, nodes []*memcachetest.Server) uint64 {
 	if bl, ok := h.(contenders.Backlogged); ok {
 		for bl.Backlog() > 0 {
 			if time.Now().After(deadline) {
-				b.Fatalf("backups still queued after 30s: %d", bl.Backlog())
+				require.FailNowf(b, "backlog", "backups still queued after 30s: %d, want none", bl.Backlog())
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // poll until the deadline
 		}
 	}
 	prev, quietSince := nodeOps(b, nodes), time.Now()
 	for time.Since(quietSince) < settleQuiet {
 		if time.Now().After(deadline) {
-			b.Fatal("memcached traffic did not stop within 30s")
+			require.FailNow(b, "memcached traffic did not stop within 30s, want it to once the backlog is empty")
 		}
-		time.Sleep(settleQuiet / 5)
+		time.Sleep(settleQuiet / 5) // poll until the deadline
 		if cur := nodeOps(b, nodes); cur != prev {
 			prev, quietSince = cur, time.Now()
 		}
@@ -356,9 +347,7 @@ func nodeOps(b *testing.B, nodes []*memcachetest.Server) uint64 {
 	var ops uint64
 	for _, n := range nodes {
 		st, err := n.Stats()
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err, "Stats() of memcached %s", n.Addr())
 		ops += st.Ops()
 	}
 	return ops
@@ -387,7 +376,7 @@ func memcachedNodes(b *testing.B) []*memcachetest.Server {
 	if nodesTB.skip != "" && !nodesTB.failed {
 		b.Skip(nodesTB.skip)
 	}
-	b.Fatalf("memcached nodes could not be started: %s", strings.Join(nodesTB.errors, "; "))
+	require.FailNowf(b, "no memcached", "memcached nodes could not be started: %s", strings.Join(nodesTB.errors, "; "))
 	return nil
 }
 
@@ -484,9 +473,9 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	case "1":
 	default:
 		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1000 {
-			b.Fatalf("%s=%q: want 1 or a number of sessions >= 1000", memoryEnv, v)
-		}
+		n, err = strconv.Atoi(v)
+		require.NoError(b, err, "%s=%q: want 1 or a number of sessions >= 1000", memoryEnv, v)
+		require.GreaterOrEqual(b, n, 1000, "%s=%q: want 1 or a number of sessions >= 1000", memoryEnv, v)
 	}
 	for _, c := range []contenders.Contender{
 		contenders.MCSession("mcsession/inprocess", false, false),
@@ -521,9 +510,7 @@ type idleMemory struct {
 func measureIdleSessions(tb testing.TB, c contenders.Contender, n int) *idleMemory {
 	tb.Helper()
 	h, closeContender, err := c.New(nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	require.NoError(tb, err, "%s: New(nil) failed, want a handler", c.Name)
 	defer closeContender()
 	base := httptest.NewRequest("POST", "/login?items="+strconv.Itoa(smallCart), nil)
 	workers := runtime.GOMAXPROCS(0)
@@ -552,9 +539,8 @@ func measureIdleSessions(tb testing.TB, c contenders.Contender, n int) *idleMemo
 	wg.Wait()
 	created := time.Since(start)
 	close(failed)
-	if code, ok := <-failed; ok {
-		tb.Fatalf("login: status %d", code)
-	}
+	code, ok := <-failed
+	require.False(tb, ok, "login: status %d, want 200 for every session", code)
 	after := memStatsAfterGC()
 	runtime.KeepAlive(h)
 	return &idleMemory{
@@ -597,8 +583,7 @@ func TestIdleSessionMemory(t *testing.T) {
 		contenders.SCSMemstore(),
 	} {
 		m := measureIdleSessions(t, c, 2000)
-		if m.perSession <= 0 || m.cart != 24+3*16+3*64 {
-			t.Errorf("%s: %.0f B/session, cart %.0f B", c.Name, m.perSession, m.cart)
-		}
+		assert.Positive(t, m.perSession, "%s: %.0f B/session, want > 0: idle sessions hold memory", c.Name, m.perSession)
+		assert.Equal(t, float64(24+3*16+3*64), m.cart, "%s: cart %.0f B, want %d: a slice header, 3 string headers, 3 x 64 bytes", c.Name, m.cart, 24+3*16+3*64)
 	}
 }

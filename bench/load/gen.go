@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mcsession/mcsession/internal/childproc"
 )
 
 // loadWork is what a generator sends: requests to addr, each for a random
@@ -111,7 +113,7 @@ func (g *wrkGen) run(ctx context.Context, w loadWork, d time.Duration, seed int)
 		"MCLOAD_COOKIES="+cookies,
 		"MCLOAD_WRITE_PCT="+strconv.Itoa(w.writePct),
 		"MCLOAD_SEED="+strconv.Itoa(seed))
-	cmd.SysProcAttr = childAttr()
+	cmd.SysProcAttr = childproc.Attr()
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {

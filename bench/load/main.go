@@ -61,6 +61,7 @@ import (
 	"time"
 
 	"github.com/mcsession/mcsession/bench/contenders"
+	"github.com/mcsession/mcsession/internal/childproc"
 )
 
 // options are the command-line flags of a load run.
@@ -208,12 +209,10 @@ func runLoad(ctx context.Context, o options) error {
 	var mcs []*memcached
 	if needMC {
 		if path, err := exec.LookPath("memcached"); err != nil {
-			var kept, skipped []string
+			var skipped []string
 			for _, c := range list {
 				if c.Memcached {
 					skipped = append(skipped, c.Name)
-				} else {
-					kept = append(kept, c.Name)
 				}
 			}
 			msg := fmt.Sprintf("memcached is not installed: skipping %s", strings.Join(skipped, ", "))
@@ -482,7 +481,7 @@ func startServer(ctx context.Context, exe, name string, nodes []*memcached) (*se
 	}
 	cmd := exec.Command(exe, "-serve", name, "-nodes", strings.Join(addrs, ","))
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = childAttr()
+	cmd.SysProcAttr = childproc.Attr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mcsession/mcsession/internal/childproc"
 )
 
 // memcached is one memcached process on a loopback port.
@@ -48,7 +50,7 @@ func tryMemcached(ctx context.Context, path string) (*memcached, error) {
 		args = append(args, "-u", "root")
 	}
 	cmd := exec.Command(path, args...)
-	cmd.SysProcAttr = childAttr()
+	cmd.SysProcAttr = childproc.Attr()
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -5,15 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
-
-// childAttr makes a child process die with this one, so an interrupted or
-// killed run leaves no server or memcached behind.
-func childAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
 
 // userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on
 // every Linux architecture Go runs on).

@@ -4,11 +4,8 @@ package main
 
 import (
 	"errors"
-	"syscall"
 	"time"
 )
-
-func childAttr() *syscall.SysProcAttr { return nil }
 
 func processCPU(pid int) (time.Duration, error) {
 	return 0, errors.New("process CPU time is only read on Linux")

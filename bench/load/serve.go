@@ -97,9 +97,10 @@ func serve(name, nodeList string) int {
 // printStats writes the server's context switches and, for mcsession, its
 // Stats to stderr: what a profile does not show about wake-ups and batches.
 func printStats(name string, h http.Handler) {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		fmt.Fprintf(os.Stderr, "load -serve %s: context switches: %d voluntary, %d involuntary\n", name, ru.Nvcsw, ru.Nivcsw)
+	if vol, invol, err := contextSwitches(); err != nil {
+		fmt.Fprintf(os.Stderr, "load -serve %s: context switches: %v\n", name, err)
+	} else {
+		fmt.Fprintf(os.Stderr, "load -serve %s: context switches: %d voluntary, %d involuntary\n", name, vol, invol)
 	}
 	if s, ok := h.(interface{ Stats() mcsession.Stats }); ok {
 		fmt.Fprintf(os.Stderr, "load -serve %s: %+v\n", name, s.Stats())

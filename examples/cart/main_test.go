@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,15 +9,15 @@ import (
 	"net/url"
 	"os/exec"
 	"runtime"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mcsession/mcsession"
 	"github.com/mcsession/mcsession/internal/proctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // newTestApp returns the shop with sessions in process memory, as the
@@ -26,15 +25,11 @@ import (
 func newTestApp(t *testing.T, route string) *app {
 	t.Helper()
 	m, err := mcsession.New(mcsession.Config{Route: route})
-	if err != nil {
-		t.Fatalf("mcsession.New: %v", err)
-	}
+	require.NoError(t, err, "mcsession.New(Route: %s) failed, want an in-process manager", route)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := m.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown = %v, want nil", err)
-		}
+		assert.NoError(t, m.Shutdown(ctx), "Shutdown failed, want nil: nothing is pending in process memory")
 	})
 	return &app{route: route, m: m}
 }
@@ -70,16 +65,11 @@ func (b *browser) do(method, target string) (*http.Response, string) {
 func (b *browser) cart(method, target string) cartView {
 	b.t.Helper()
 	resp, body := b.do(method, target)
-	if resp.StatusCode != http.StatusOK {
-		b.t.Fatalf("%s %s = %d %q, want 200", method, target, resp.StatusCode, body)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		b.t.Errorf("%s %s: Content-Type = %q, want application/json", method, target, ct)
-	}
+	require.Equal(b.t, http.StatusOK, resp.StatusCode, "%s %s = %d %q, want 200", method, target, resp.StatusCode, body)
+	ct := resp.Header.Get("Content-Type")
+	assert.Equal(b.t, "application/json", ct, "%s %s: Content-Type = %q, want application/json", method, target, ct)
 	var v cartView
-	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		b.t.Fatalf("%s %s: body %q: %v", method, target, body, err)
-	}
+	require.NoError(b.t, json.Unmarshal([]byte(body), &v), "%s %s: body %q, want a cart in JSON", method, target, body)
 	return v
 }
 
@@ -96,28 +86,18 @@ func TestAddAndCart(t *testing.T) {
 	for _, item := range []string{"apple", "pear", "fig", "apple"} {
 		want = append(want, item)
 		got := b.cart("POST", addURL(item))
-		if !slices.Equal(got.Items, want) {
-			t.Fatalf("POST add %q: items = %q, want %q", item, got.Items, want)
-		}
-		if got.Route != "app1" {
-			t.Errorf("POST add %q: route = %q, want app1", item, got.Route)
-		}
+		require.Equal(t, want, got.Items, "POST add %q: items = %q, want %q", item, got.Items, want)
+		assert.Equal(t, "app1", got.Route, "POST add %q: route = %q, want app1", item, got.Route)
 		if id == "" {
 			id = got.Session
 		}
-		if got.Session != id {
-			t.Errorf("POST add %q: session = %q, want %q (unchanged)", item, got.Session, id)
-		}
+		assert.Equal(t, id, got.Session, "POST add %q: session = %q, want %q (unchanged)", item, got.Session, id)
 	}
-	if !strings.HasSuffix(id, ".app1") {
-		t.Errorf("session ID = %q, want it to end in the route .app1", id)
-	}
+	assert.True(t, strings.HasSuffix(id, ".app1"), "session ID = %q, want it to end in the route .app1", id)
 
 	got := b.cart("GET", "/cart")
 	want2 := cartView{Session: id, Route: "app1", Items: want}
-	if got.Session != want2.Session || got.Route != want2.Route || !slices.Equal(got.Items, want2.Items) {
-		t.Errorf("GET /cart = %+v, want %+v", got, want2)
-	}
+	assert.Equal(t, want2, got, "GET /cart = %+v, want %+v", got, want2)
 }
 
 func TestCartWithoutSession(t *testing.T) {
@@ -125,12 +105,10 @@ func TestCartWithoutSession(t *testing.T) {
 	b := &browser{t: t, h: a.routes()}
 
 	got := b.cart("GET", "/cart")
-	if got.Session != "" || got.Route != "app1" || got.Items == nil || len(got.Items) != 0 {
-		t.Errorf(`GET /cart = %+v, want {Session:"" Route:app1 Items:[]}`, got)
-	}
-	if b.cookie != nil {
-		t.Errorf("GET /cart without a session set cookie %v, want none", b.cookie)
-	}
+	want := cartView{Session: "", Route: "app1", Items: []string{}}
+	assert.Equal(t, want, got, `GET /cart = %+v, want {Session:"" Route:app1 Items:[]}`, got)
+	assert.NotNil(t, got.Items, "GET /cart: items = null, want [] (an empty list, not null)")
+	assert.Nil(t, b.cookie, "GET /cart without a session set cookie %v, want none", b.cookie)
 }
 
 func TestAddRejectsBadItem(t *testing.T) {
@@ -152,16 +130,11 @@ func TestAddRejectsBadItem(t *testing.T) {
 			b := &browser{t: t, h: a.routes()}
 			method, target := tt.method, tt.target
 			resp, body := b.do(method, target)
-			if resp.StatusCode != tt.want {
-				t.Fatalf("%s %.40s = %d %q, want %d", method, target, resp.StatusCode, body, tt.want)
-			}
+			require.Equal(t, tt.want, resp.StatusCode, "%s %.40s = %d %q, want %d", method, target, resp.StatusCode, body, tt.want)
 			if tt.want != http.StatusOK {
-				if b.cookie != nil {
-					t.Errorf("%s %.40s set cookie %v, want none for a refused item", method, target, b.cookie)
-				}
-				if got := b.cart("GET", "/cart"); len(got.Items) != 0 {
-					t.Errorf("after a refused add, items = %q, want none", got.Items)
-				}
+				assert.Nil(t, b.cookie, "%s %.40s set cookie %v, want none for a refused item", method, target, b.cookie)
+				got := b.cart("GET", "/cart")
+				assert.Empty(t, got.Items, "after a refused add, items = %q, want none", got.Items)
 			}
 		})
 	}
@@ -172,20 +145,14 @@ func TestHealthz(t *testing.T) {
 	b := &browser{t: t, h: a.routes()}
 
 	resp, body := b.do("GET", "/healthz")
-	if resp.StatusCode != http.StatusOK || body != "ok\n" {
-		t.Errorf("GET /healthz = %d %q, want 200 %q", resp.StatusCode, body, "ok\n")
-	}
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "GET /healthz = %d %q, want 200", resp.StatusCode, body)
+	assert.Equal(t, "ok\n", body, "GET /healthz body = %q, want %q", body, "ok\n")
 	a.draining.Store(true)
 	resp, body = b.do("GET", "/healthz")
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("GET /healthz while draining = %d %q, want 503", resp.StatusCode, body)
-	}
-	if got := resp.Header.Get("X-Route"); got != "app1" {
-		t.Errorf("GET /healthz: X-Route = %q, want app1", got)
-	}
-	if b.cookie != nil {
-		t.Errorf("GET /healthz set cookie %v, want none", b.cookie)
-	}
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "GET /healthz while draining = %d %q, want 503: balancers must stop sending", resp.StatusCode, body)
+	got := resp.Header.Get("X-Route")
+	assert.Equal(t, "app1", got, "GET /healthz: X-Route = %q, want app1", got)
+	assert.Nil(t, b.cookie, "GET /healthz set cookie %v, want none", b.cookie)
 }
 
 func TestPageShowsItemsEscaped(t *testing.T) {
@@ -193,20 +160,19 @@ func TestPageShowsItemsEscaped(t *testing.T) {
 	b := &browser{t: t, h: a.routes()}
 
 	resp, body := b.do("GET", "/")
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "<em>empty</em>") || !strings.Contains(body, "none yet") {
-		t.Errorf("GET / with no session = %d, want 200 and an empty cart; body:\n%s", resp.StatusCode, body)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "GET / with no session = %d, want 200", resp.StatusCode)
+	for _, want := range []string{"<em>empty</em>", "none yet"} {
+		assert.Contains(t, body, want, "GET / with no session does not contain %q, want an empty cart; body:\n%s", want, body)
 	}
 
 	const evil = `<script>alert("x")</script>`
 	b.cart("POST", addURL("tea"))
 	b.cart("POST", addURL(evil))
 	resp, body = b.do("GET", "/")
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET / = %d, want 200", resp.StatusCode)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
-		t.Errorf("GET /: Content-Type = %q, want text/html; charset=utf-8", ct)
-	}
+	require.Equal(t, http.StatusOK, resp.StatusCode, "GET / = %d, want 200", resp.StatusCode)
+	ct := resp.Header.Get("Content-Type")
+	assert.Equal(t, "text/html; charset=utf-8", ct, "GET /: Content-Type = %q, want text/html; charset=utf-8", ct)
+	require.NotNil(t, b.cookie, "no session cookie after two adds, want one")
 	for _, want := range []string{
 		"<li>tea</li>",
 		"<li>&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;</li>",
@@ -214,13 +180,9 @@ func TestPageShowsItemsEscaped(t *testing.T) {
 		"<strong>app2</strong>",
 		b.cookie.Value,
 	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("GET / does not contain %q; body:\n%s", want, body)
-		}
+		assert.Contains(t, body, want, "GET / does not contain %q; body:\n%s", want, body)
 	}
-	if strings.Contains(body, "<script>") {
-		t.Errorf("GET / contains the item unescaped; body:\n%s", body)
-	}
+	assert.NotContains(t, body, "<script>", "GET / contains the item unescaped, want it escaped; body:\n%s", body)
 }
 
 func TestFormAddRedirects(t *testing.T) {
@@ -228,12 +190,10 @@ func TestFormAddRedirects(t *testing.T) {
 	b := &browser{t: t, h: a.routes()}
 
 	resp, body := b.do("POST", addURL("tea")+"&then=/")
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
-		t.Fatalf("POST add then=/ = %d Location %q %q, want 303 to /", resp.StatusCode, resp.Header.Get("Location"), body)
-	}
-	if got := b.cart("GET", "/cart"); !slices.Equal(got.Items, []string{"tea"}) {
-		t.Errorf("after the form's add, items = %q, want [tea]", got.Items)
-	}
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "POST add then=/ = %d %q, want 303 to /", resp.StatusCode, body)
+	require.Equal(t, "/", resp.Header.Get("Location"), "POST add then=/: Location %q, want /", resp.Header.Get("Location"))
+	got := b.cart("GET", "/cart")
+	assert.Equal(t, []string{"tea"}, got.Items, "after the form's add, items = %q, want [tea]", got.Items)
 }
 
 func TestStatsIsJSON(t *testing.T) {
@@ -245,22 +205,16 @@ func TestStatsIsJSON(t *testing.T) {
 	b.cart("POST", addURL("tea")) // a second browser
 
 	resp, body := b.do("GET", "/stats")
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /stats = %d %q, want 200", resp.StatusCode, body)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("GET /stats: Content-Type = %q, want application/json", ct)
-	}
+	require.Equal(t, http.StatusOK, resp.StatusCode, "GET /stats = %d %q, want 200", resp.StatusCode, body)
+	ct := resp.Header.Get("Content-Type")
+	assert.Equal(t, "application/json", ct, "GET /stats: Content-Type = %q, want application/json", ct)
 	var st mcsession.Stats
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&st); err != nil {
-		t.Fatalf("GET /stats: body %q is not mcsession.Stats: %v", body, err)
-	}
-	if st.SessionsCreated != 2 || st.LocalSessions != 2 || st.Requests != 3 {
-		t.Errorf("GET /stats = created %d, local %d, requests %d; want 2, 2, 3 (probes are not counted)",
-			st.SessionsCreated, st.LocalSessions, st.Requests)
-	}
+	require.NoError(t, dec.Decode(&st), "GET /stats: body %q, want mcsession.Stats in JSON", body)
+	assert.EqualValues(t, 2, st.SessionsCreated, "GET /stats: SessionsCreated = %d, want 2 (two browsers)", st.SessionsCreated)
+	assert.EqualValues(t, 2, st.LocalSessions, "GET /stats: LocalSessions = %d, want 2", st.LocalSessions)
+	assert.EqualValues(t, 3, st.Requests, "GET /stats: Requests = %d, want 3 (probes are not counted)", st.Requests)
 }
 
 func TestCookieIssuedOnce(t *testing.T) {
@@ -277,18 +231,17 @@ func TestCookieIssuedOnce(t *testing.T) {
 		return rec.Result()
 	}
 	first := send("POST", addURL("tea"), nil).Cookies()
-	if len(first) != 1 || first[0].Name != "SESSIONID" || !first[0].HttpOnly {
-		t.Fatalf("first POST add: cookies = %v, want one HttpOnly SESSIONID", first)
-	}
+	require.Len(t, first, 1, "first POST add: cookies = %v, want one HttpOnly SESSIONID", first)
+	require.Equal(t, "SESSIONID", first[0].Name, "first POST add: cookie %v, want SESSIONID", first[0])
+	require.True(t, first[0].HttpOnly, "first POST add: cookie %v, want HttpOnly", first[0])
 	for _, req := range []struct{ method, target string }{
 		{"POST", addURL("milk")},
 		{"GET", "/cart"},
 		{"GET", "/"},
 		{"POST", addURL("jam")},
 	} {
-		if got := send(req.method, req.target, first[0]).Header.Values("Set-Cookie"); len(got) != 0 {
-			t.Errorf("%s %s with the cookie: Set-Cookie = %q, want none", req.method, req.target, got)
-		}
+		got := send(req.method, req.target, first[0]).Header.Values("Set-Cookie")
+		assert.Empty(t, got, "%s %s with the cookie: Set-Cookie = %q, want none: the cookie is issued once", req.method, req.target, got)
 	}
 }
 
@@ -302,16 +255,14 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 
 	var addr string
 	var cmd *exec.Cmd
-	var stderr *syncBuffer
+	var stderr *proctest.Buffer
 	var exited chan error
 	for try := 0; ; try++ {
 		addr = freeAddr(t)
-		stderr = &syncBuffer{}
+		stderr = &proctest.Buffer{}
 		cmd = exec.Command(bin, "-listen", addr, "-route", "app7")
 		cmd.Stderr = stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", bin, err)
-		}
+		require.NoError(t, cmd.Start(), "start %s failed, want it running", bin)
 		exited = make(chan error, 1)
 		go func(cmd *exec.Cmd, exited chan<- error) { exited <- cmd.Wait() }(cmd, exited)
 		proc := cmd.Process
@@ -323,27 +274,22 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 		}
 		// Another process may have taken the port between freeAddr and the
 		// binary's listen: try another one.
-		if !errors.Is(err, errExited) || !strings.Contains(stderr.String(), "address already in use") || try == 4 {
-			t.Fatalf("cart on %s: %v; output:\n%s", addr, err, stderr)
-		}
+		portTaken := errors.Is(err, errExited) && strings.Contains(stderr.String(), "address already in use")
+		require.True(t, portTaken && try < 4, "cart on %s: %v, want it healthy; output:\n%s", addr, err, stderr)
 	}
 
 	client := &http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Post("http://"+addr+addURL("tea"), "", nil)
-	if err != nil {
-		t.Fatalf("POST add: %v", err)
-	}
+	require.NoError(t, err, "POST add failed, want the cart")
 	var v cartView
 	err = json.NewDecoder(resp.Body).Decode(&v)
 	resp.Body.Close()
-	if err != nil || !slices.Equal(v.Items, []string{"tea"}) || v.Route != "app7" {
-		t.Fatalf("POST add = %+v, %v; want items [tea] on app7", v, err)
-	}
+	require.NoError(t, err, "POST add: body is not a cart in JSON")
+	require.Equal(t, []string{"tea"}, v.Items, "POST add = %+v, want items [tea]", v)
+	require.Equal(t, "app7", v.Route, "POST add = %+v, want route app7", v)
 
 	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM), "send SIGTERM")
 
 	// While it drains, /healthz fails so balancers stop sending, but the
 	// requests that still arrive are served, on connections closed after
@@ -357,41 +303,35 @@ func TestSIGTERMDrainsAndExits(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			sawDraining = true
-			if !resp.Close {
-				t.Errorf("GET /healthz while draining: no Connection: close")
-			}
+			assert.True(t, resp.Close, "GET /healthz while draining: no Connection: close, want the connection closed after the response")
 		}
 	}
-	if !sawDraining {
-		t.Errorf("GET /healthz never answered 503 after SIGTERM")
-	} else {
-		req, _ := http.NewRequest("GET", "http://"+addr+"/cart", nil)
+	if assert.True(t, sawDraining, "GET /healthz never answered 503 after SIGTERM, want it to while draining") {
+		req, err := http.NewRequest("GET", "http://"+addr+"/cart", nil)
+		require.NoError(t, err, "build GET /cart")
 		req.AddCookie(&http.Cookie{Name: "SESSIONID", Value: v.Session})
 		resp, err := client.Do(req)
-		if err != nil {
-			t.Errorf("GET /cart while draining: %v", err)
-		} else {
+		if assert.NoError(t, err, "GET /cart while draining failed, want it served") {
 			var got cartView
 			err := json.NewDecoder(resp.Body).Decode(&got)
 			resp.Body.Close()
-			if err != nil || resp.StatusCode != http.StatusOK || !slices.Equal(got.Items, []string{"tea"}) {
-				t.Errorf("GET /cart while draining = %d %+v, %v; want 200 and [tea]", resp.StatusCode, got, err)
-			}
+			assert.NoError(t, err, "GET /cart while draining: body is not a cart in JSON")
+			assert.Equal(t, http.StatusOK, resp.StatusCode, "GET /cart while draining = %d, want 200", resp.StatusCode)
+			assert.Equal(t, []string{"tea"}, got.Items, "GET /cart while draining = %+v, want [tea]", got)
 		}
 	}
 
 	const limit = 5 * time.Second
 	select {
 	case err := <-exited:
-		if err != nil {
-			t.Fatalf("after SIGTERM: exit = %v, want status 0; output:\n%s", err, stderr)
-		}
+		require.NoError(t, err, "after SIGTERM: exit = %v, want status 0; output:\n%s", err, stderr)
 	case <-time.After(limit - time.Since(start)):
-		t.Fatalf("still running %v after SIGTERM; output:\n%s", limit, stderr)
+		require.FailNow(t, "still running", "still running %v after SIGTERM, want it stopped; output:\n%s", limit, stderr)
 	}
 	t.Logf("exited 0 %v after SIGTERM", time.Since(start).Round(time.Millisecond))
-	if out := stderr.String(); !strings.Contains(out, "draining") || !strings.Contains(out, "stopped") {
-		t.Errorf("output does not log draining and stopped:\n%s", out)
+	out := stderr.String()
+	for _, want := range []string{"draining", "stopped"} {
+		assert.Contains(t, out, want, "output does not log %q, want it to:\n%s", want, out)
 	}
 }
 
@@ -429,23 +369,4 @@ func waitHealthy(addr string, exited chan error, timeout time.Duration) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// syncBuffer collects a process's output; it may be read while the process
-// still writes.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

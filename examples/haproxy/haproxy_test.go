@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The scenario of TestHAProxyFailover.
@@ -42,12 +44,9 @@ var routes = []string{"app1", "app2", "app3"}
 func TestConfigIsValid(t *testing.T) {
 	bin := haproxyBinary(t)
 	out, err := exec.Command(bin, "-c", "-f", "haproxy.cfg").CombinedOutput()
-	if err != nil {
-		t.Fatalf("haproxy -c -f haproxy.cfg: %v\n%s", err, out)
-	}
-	if bytes.Contains(out, []byte("WARNING")) || bytes.Contains(out, []byte("ALERT")) {
-		t.Errorf("haproxy -c -f haproxy.cfg warns:\n%s", out)
-	}
+	require.NoError(t, err, "haproxy -c -f haproxy.cfg failed, want the shipped file valid:\n%s", out)
+	assert.False(t, bytes.Contains(out, []byte("WARNING")) || bytes.Contains(out, []byte("ALERT")),
+		"haproxy -c -f haproxy.cfg warns, want it silent:\n%s", out)
 }
 
 // TestHAProxyFailover is the deployment the README describes, run for real:
@@ -99,9 +98,7 @@ func TestHAProxyFailover(t *testing.T) {
 	users := make([]*shopper, shoppers)
 	for i := range users {
 		jar, err := cookiejar.New(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "cookiejar.New")
 		users[i] = &shopper{
 			n:      i,
 			base:   base,
@@ -114,8 +111,8 @@ func TestHAProxyFailover(t *testing.T) {
 	runPhase(ctx, users, 1, nil, nil)
 	checkPhase(t, users, 1)
 	for _, s := range users {
-		if s.err == nil && len(s.ids) != 1 {
-			t.Errorf("user %d: session IDs %q in phase 1, want one: the cookie is set once and the user stays on its instance", s.n, s.ids)
+		if s.err == nil {
+			assert.Len(t, s.ids, 1, "user %d: session IDs %q in phase 1, want one: the cookie is set once and the user stays on its instance", s.n, s.ids)
 		}
 	}
 	before := currentIDs(users)
@@ -132,9 +129,7 @@ func TestHAProxyFailover(t *testing.T) {
 		killed = time.Now()
 		carts[victim].kill(t)
 	}, func() {
-		if err := waitDown(ctx, lb.statsAddr, victim); err != nil {
-			t.Errorf("HAProxy: %v", err)
-		}
+		assert.NoError(t, waitDown(ctx, lb.statsAddr, victim), "HAProxy did not mark %s down, want its health checks to notice the kill", victim)
 		downAfter = time.Since(killed)
 	})
 	checkPhase(t, users, 2)
@@ -147,13 +142,13 @@ func TestHAProxyFailover(t *testing.T) {
 		}
 		switch {
 		case a.random != b.random || a.node != b.node:
-			t.Errorf("user %d: session %s became %s after instance %s died, want the same session and node", s.n, b, a, victim)
+			assert.Failf(t, "session changed", "user %d: session %s became %s after instance %s died, want the same session and node", s.n, b, a, victim)
 		case b.route == victim && a.route == victim:
-			t.Errorf("user %d: session %s still routed to the dead %s", s.n, a, victim)
+			assert.Failf(t, "session not taken over", "user %d: session %s still routed to the dead %s, want another instance's route", s.n, a, victim)
 		case b.route == victim:
 			takenOver++
 		case a.route != b.route:
-			t.Errorf("user %d: session %s moved to %s, but its instance %s is alive: stickiness broken", s.n, b, a.route, b.route)
+			assert.Failf(t, "session moved", "user %d: session %s moved to %s, but its instance %s is alive: stickiness broken, want it to stay", s.n, b, a.route, b.route)
 		}
 	}
 	before = after
@@ -174,13 +169,13 @@ func TestHAProxyFailover(t *testing.T) {
 		}
 		switch {
 		case a.random != b.random || a.route != b.route:
-			t.Errorf("user %d: session %s became %s after memcached %s died, want the same session and instance", s.n, b, a, deadNode)
+			assert.Failf(t, "session changed", "user %d: session %s became %s after memcached %s died, want the same session and instance", s.n, b, a, deadNode)
 		case b.node == deadNode && a.node == deadNode:
-			t.Errorf("user %d: session %s still names the dead node %s", s.n, a, deadNode)
+			assert.Failf(t, "session not relocated", "user %d: session %s still names the dead node %s, want the live one", s.n, a, deadNode)
 		case b.node == deadNode:
 			relocated++
 		case a.node != b.node:
-			t.Errorf("user %d: session %s moved to node %s, but its node %s is alive", s.n, b, a.node, b.node)
+			assert.Failf(t, "session moved", "user %d: session %s moved to node %s, but its node %s is alive, want it to stay", s.n, b, a.node, b.node)
 		}
 	}
 
@@ -199,12 +194,9 @@ func TestHAProxyFailover(t *testing.T) {
 		failed5xx, uncertain-failed5xx, uncertain, readds, mismatched)
 	t.Logf("haproxy: %s; instances: %s; scenario took %v",
 		haproxyCounters(lb.statsAddr), instanceCounters(carts, victim), time.Since(start).Round(time.Millisecond))
-	if damaged != 0 {
-		t.Errorf("%d of %d carts damaged", damaged, shoppers)
-	}
-	if takenOver == 0 || relocated == 0 {
-		t.Errorf("sessions taken over %d, relocated %d; want both > 0, or the kills tested nothing", takenOver, relocated)
-	}
+	assert.Zero(t, damaged, "%d of %d carts damaged, want none: every cart holds what its user added", damaged, shoppers)
+	assert.Positive(t, takenOver, "sessions taken over = %d, want > 0, or killing an instance tested nothing", takenOver)
+	assert.Positive(t, relocated, "sessions relocated = %d, want > 0, or killing a memcached node tested nothing", relocated)
 }
 
 // shopper is one user with a browser's cookie jar. It records exactly what
@@ -375,20 +367,19 @@ func runPhase(ctx context.Context, users []*shopper, phase int, kill, settle fun
 	}
 }
 
-// checkPhase reports the shoppers that failed in phase.
+// checkPhase reports the shoppers that failed in phase, the first five in
+// full.
 func checkPhase(t *testing.T, users []*shopper, phase int) {
 	t.Helper()
 	failed := 0
 	for _, s := range users {
 		if s.err != nil && strings.HasPrefix(s.err.Error(), fmt.Sprintf("phase %d:", phase)) {
 			if failed++; failed <= 5 {
-				t.Errorf("user %d: %v", s.n, s.err)
+				assert.NoError(t, s.err, "user %d failed, want every add of phase %d to land", s.n, phase)
 			}
 		}
 	}
-	if failed > 5 {
-		t.Errorf("... %d users failed in phase %d", failed, phase)
-	}
+	assert.LessOrEqual(t, failed, 5, "%d users failed in phase %d (five shown), want none", failed, phase)
 }
 
 // checkCarts reads every cart through HAProxy and compares it with what its
@@ -420,11 +411,11 @@ func checkCarts(ctx context.Context, t *testing.T, users []*shopper) (intact, da
 		switch {
 		case errs[i] != nil:
 			if damaged++; damaged <= 5 {
-				t.Errorf("user %d: %v", s.n, errs[i])
+				assert.NoError(t, errs[i], "user %d: GET /cart failed, want the cart", s.n)
 			}
 		case s.err != nil || !slices.Equal(got[i], s.added):
 			if damaged++; damaged <= 5 {
-				t.Errorf("user %d: GET /cart = %q, want %q (sessions %q)", s.n, got[i], s.added, s.ids)
+				assert.Failf(t, "cart damaged", "user %d: GET /cart = %q, want %q (sessions %q; the user's last error: %v)", s.n, got[i], s.added, s.ids, s.err)
 			}
 		default:
 			intact++

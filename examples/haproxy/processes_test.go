@@ -11,13 +11,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mcsession/mcsession/internal/childproc"
 	"github.com/mcsession/mcsession/internal/memcachetest"
 	"github.com/mcsession/mcsession/internal/proctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // startTimeout bounds the start of one process, until it serves.
@@ -39,21 +40,19 @@ type proc struct {
 	addr      string // where it serves
 	statsAddr string // HAProxy only: its stats page
 	cmd       *exec.Cmd
-	out       *syncBuffer
+	out       *proctest.Buffer
 	done      chan struct{} // closed once the process has been reaped
 }
 
 // startProc starts bin and registers a t.Cleanup that kills it.
 func startProc(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, out: &proctest.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = sysProcAttr()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
+	p.cmd.SysProcAttr = childproc.Attr()
+	require.NoError(t, p.cmd.Start(), "start %s (%s) failed, want it running", name, bin)
 	go func() {
 		p.cmd.Wait() // the exit status of a killed process says nothing new
 		close(p.done)
@@ -72,17 +71,18 @@ func (p *proc) exited() bool {
 	}
 }
 
-// kill sends SIGKILL and waits until the process is reaped.
+// kill sends SIGKILL and waits until the process is reaped. It may run on
+// any goroutine, so it reports a failure with assert, never require.
 func (p *proc) kill(t *testing.T) {
 	t.Helper()
 	if p.exited() {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGKILL) // fails only if it has just exited
+	p.cmd.Process.Kill() // fails only if it has just exited
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
-		t.Errorf("%s (pid %d) did not exit 10s after SIGKILL", p.name, p.cmd.Process.Pid)
+		assert.Fail(t, "process still running", "%s (pid %d) did not exit 10s after SIGKILL, want it reaped", p.name, p.cmd.Process.Pid)
 	}
 }
 
@@ -120,9 +120,8 @@ func startCart(t *testing.T, bin, route, nodes string) *proc {
 		if err == nil {
 			return p
 		}
-		if !errors.Is(err, errExited) || !strings.Contains(p.out.String(), "address already in use") || try == 5 {
-			t.Fatalf("cart %s on %s: %v; output:\n%s", route, addr, err, p.out)
-		}
+		portTaken := errors.Is(err, errExited) && strings.Contains(p.out.String(), "address already in use")
+		require.True(t, portTaken && try < 5, "cart %s on %s: %v, want it serving; output:\n%s", route, addr, err, p.out)
 	}
 }
 
@@ -132,13 +131,10 @@ func startCart(t *testing.T, bin, route, nodes string) *proc {
 func startHAProxy(t *testing.T, bin string, cartAddrs []string) *proc {
 	t.Helper()
 	shipped, err := os.ReadFile("haproxy.cfg")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "read the shipped haproxy.cfg")
 	for _, addr := range append([]string{cfgFrontend, cfgStats}, cfgServers...) {
-		if !bytes.Contains(shipped, []byte(addr)) {
-			t.Fatalf("haproxy.cfg does not contain %s; update the test with the file", addr)
-		}
+		require.True(t, bytes.Contains(shipped, []byte(addr)),
+			"haproxy.cfg does not contain %s, want it there to be replaced; update the test with the file", addr)
 	}
 	for try := 1; ; try++ {
 		frontend, stats := freeAddr(t), freeAddr(t)
@@ -147,18 +143,16 @@ func startHAProxy(t *testing.T, bin string, cartAddrs []string) *proc {
 			pairs = append(pairs, addr, cartAddrs[i])
 		}
 		cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-		if err := os.WriteFile(cfg, []byte(strings.NewReplacer(pairs...).Replace(string(shipped))), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		err := os.WriteFile(cfg, []byte(strings.NewReplacer(pairs...).Replace(string(shipped))), 0o644)
+		require.NoError(t, err, "write the test's haproxy.cfg")
 		p := startProc(t, "haproxy", bin, "-db", "-f", cfg)
 		p.addr, p.statsAddr = frontend, stats
-		err := p.waitFor(func() error { return serversUp(stats) })
+		err = p.waitFor(func() error { return serversUp(stats) })
 		if err == nil {
 			return p
 		}
-		if !errors.Is(err, errExited) || !strings.Contains(p.out.String(), "annot bind") || try == 5 {
-			t.Fatalf("haproxy: %v; output:\n%s", err, p.out)
-		}
+		portTaken := errors.Is(err, errExited) && strings.Contains(p.out.String(), "annot bind")
+		require.True(t, portTaken && try < 5, "haproxy: %v, want it serving with every instance up; output:\n%s", err, p.out)
 	}
 }
 
@@ -247,9 +241,7 @@ func haproxyBinary(t *testing.T) string {
 		}
 	}
 	msg := "haproxy not found in PATH, /usr/sbin or /usr/local/sbin; install it (apt-get install haproxy)"
-	if os.Getenv(memcachetest.EnvRequire) == "1" {
-		t.Fatalf("%s; %s=1 makes this a failure", msg, memcachetest.EnvRequire)
-	}
+	require.NotEqual(t, "1", os.Getenv(memcachetest.EnvRequire), "%s; %s=1 makes this a failure", msg, memcachetest.EnvRequire)
 	t.Skipf("%s or this test is skipped; set %s=1 to make this a failure", msg, memcachetest.EnvRequire)
 	return ""
 }
@@ -269,23 +261,4 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// syncBuffer collects a process's output; it may be read while the process
-// still writes.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // ioTimeout bounds every network wait in these tests.
@@ -45,9 +47,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func startServer(t *testing.T, opts Options) *Server {
 	t.Helper()
 	s, err := Start("127.0.0.1:0", opts)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
+	require.NoError(t, err, "Start(127.0.0.1:0, %+v) failed, want a server", opts)
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -64,11 +64,9 @@ func newClient(s *Server) *memcache.Client {
 func dial(t *testing.T, s *Server) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", s.Addr(), ioTimeout)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
+	require.NoError(t, err, "dial %s failed, want a connection to the running server", s.Addr())
 	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(ioTimeout))
+	require.NoError(t, c.SetDeadline(time.Now().Add(ioTimeout)), "SetDeadline on a fresh connection")
 	return c
 }
 
@@ -78,18 +76,15 @@ func dial(t *testing.T, s *Server) net.Conn {
 func exchange(t *testing.T, s *Server, in string) string {
 	t.Helper()
 	c := dial(t, s)
-	if _, err := io.WriteString(c, in+"version\r\n"); err != nil {
-		t.Fatalf("write: %v", err)
-	}
+	_, err := io.WriteString(c, in+"version\r\n")
+	require.NoError(t, err, "write %q failed, want the server to take it", in)
 	end := "VERSION " + Version + "\r\n"
 	var out []byte
 	buf := make([]byte, 4096)
 	for !bytes.HasSuffix(out, []byte(end)) {
 		n, err := c.Read(buf)
 		out = append(out, buf[:n]...)
-		if err != nil {
-			t.Fatalf("after %q: read: %v", out, err)
-		}
+		require.NoError(t, err, "read after %q failed, want replies up to %q", out, end)
 	}
 	return string(out[:len(out)-len(end)])
 }
@@ -102,9 +97,7 @@ func readAll(t *testing.T, s *Server, in string) string {
 	c := dial(t, s)
 	io.WriteString(c, in)
 	out, err := io.ReadAll(c)
-	if isTimeout(err) {
-		t.Fatalf("after %q: the server did not close the connection: %v", out, err)
-	}
+	require.False(t, isTimeout(err), "read after %q = %v, want the server to close the connection", out, err)
 	return string(out)
 }
 
@@ -119,183 +112,138 @@ func TestGomemcache(t *testing.T) {
 
 	t.Run("SetGetBinary", func(t *testing.T) {
 		value := []byte("a\r\nb\x00c\r\n\r\nEND\r\n")
-		if err := mc.Set(&memcache.Item{Key: "bin", Value: value, Flags: 42}); err != nil {
-			t.Fatalf("Set: %v", err)
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: "bin", Value: value, Flags: 42}), "Set(bin) failed, want stored")
 		it, err := mc.Get("bin")
-		if err != nil {
-			t.Fatalf("Get: %v", err)
-		}
-		if !bytes.Equal(it.Value, value) || it.Flags != 42 {
-			t.Errorf("Get(bin) = %q flags %d, want %q flags 42", it.Value, it.Flags, value)
-		}
-		if err := mc.Set(&memcache.Item{Key: "empty"}); err != nil {
-			t.Fatalf("Set(empty): %v", err)
-		}
-		if it, err := mc.Get("empty"); err != nil || len(it.Value) != 0 {
-			t.Errorf("Get(empty) = %v, %v, want empty value", it, err)
-		}
-		if _, err := mc.Get("never-set"); err != memcache.ErrCacheMiss {
-			t.Errorf("Get(never-set) error = %v, want ErrCacheMiss", err)
-		}
+		require.NoError(t, err, "Get(bin) failed, want the value just set")
+		assert.Equal(t, value, it.Value, "Get(bin) = %q, want %q", it.Value, value)
+		assert.Equal(t, uint32(42), it.Flags, "Get(bin) flags = %d, want 42", it.Flags)
+		require.NoError(t, mc.Set(&memcache.Item{Key: "empty"}), "Set(empty) failed, want stored")
+		it, err = mc.Get("empty")
+		require.NoError(t, err, "Get(empty) failed, want a hit with an empty value")
+		assert.Empty(t, it.Value, "Get(empty) = %q, want an empty value", it.Value)
+		_, err = mc.Get("never-set")
+		assert.Equal(t, memcache.ErrCacheMiss, err, "Get(never-set) error = %v, want ErrCacheMiss", err)
 	})
 
 	t.Run("AddReplaceAppendPrepend", func(t *testing.T) {
-		if err := mc.Add(&memcache.Item{Key: "add", Value: []byte("1")}); err != nil {
-			t.Fatalf("Add(new): %v", err)
-		}
-		if err := mc.Add(&memcache.Item{Key: "add", Value: []byte("2")}); err != memcache.ErrNotStored {
-			t.Errorf("Add(existing) error = %v, want ErrNotStored", err)
-		}
-		if err := mc.Replace(&memcache.Item{Key: "nope", Value: []byte("x")}); err != memcache.ErrNotStored {
-			t.Errorf("Replace(missing) error = %v, want ErrNotStored", err)
-		}
-		if err := mc.Append(&memcache.Item{Key: "add", Value: []byte(">")}); err != nil {
-			t.Errorf("Append: %v", err)
-		}
-		if err := mc.Prepend(&memcache.Item{Key: "add", Value: []byte("<")}); err != nil {
-			t.Errorf("Prepend: %v", err)
-		}
-		if it, err := mc.Get("add"); err != nil || string(it.Value) != "<1>" {
-			t.Errorf("Get(add) = %v, %v, want <1>", it, err)
-		}
+		require.NoError(t, mc.Add(&memcache.Item{Key: "add", Value: []byte("1")}), "Add(new) failed, want stored")
+		err := mc.Add(&memcache.Item{Key: "add", Value: []byte("2")})
+		assert.Equal(t, memcache.ErrNotStored, err, "Add(existing) error = %v, want ErrNotStored", err)
+		err = mc.Replace(&memcache.Item{Key: "nope", Value: []byte("x")})
+		assert.Equal(t, memcache.ErrNotStored, err, "Replace(missing) error = %v, want ErrNotStored", err)
+		assert.NoError(t, mc.Append(&memcache.Item{Key: "add", Value: []byte(">")}), "Append(add) failed, want appended")
+		assert.NoError(t, mc.Prepend(&memcache.Item{Key: "add", Value: []byte("<")}), "Prepend(add) failed, want prepended")
+		it, err := mc.Get("add")
+		require.NoError(t, err, "Get(add) failed, want <1>")
+		assert.Equal(t, "<1>", string(it.Value), "Get(add) = %q, want <1>", it.Value)
 	})
 
 	t.Run("CompareAndSwap", func(t *testing.T) {
-		if err := mc.Set(&memcache.Item{Key: "cas", Value: []byte("v1")}); err != nil {
-			t.Fatalf("Set: %v", err)
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: "cas", Value: []byte("v1")}), "Set(cas) failed, want stored")
 		mine, err := mc.Get("cas")
-		if err != nil {
-			t.Fatalf("Get: %v", err)
-		}
+		require.NoError(t, err, "Get(cas) failed, want v1")
 		other, err := mc.Get("cas")
-		if err != nil {
-			t.Fatalf("Get: %v", err)
-		}
+		require.NoError(t, err, "Get(cas) failed, want v1")
 		other.Value = []byte("theirs")
-		if err := mc.CompareAndSwap(other); err != nil {
-			t.Fatalf("CompareAndSwap(fresh) error = %v, want nil", err)
-		}
+		require.NoError(t, mc.CompareAndSwap(other), "CompareAndSwap(fresh) failed, want nil: nothing changed the item since Get")
 		mine.Value = []byte("mine")
-		if err := mc.CompareAndSwap(mine); err != memcache.ErrCASConflict {
-			t.Errorf("CompareAndSwap(stale) error = %v, want ErrCASConflict", err)
-		}
-		if it, err := mc.Get("cas"); err != nil || string(it.Value) != "theirs" {
-			t.Errorf("Get(cas) = %v, %v, want theirs", it, err)
-		}
-		mc.Delete("cas")
-		if err := mc.CompareAndSwap(other); err != memcache.ErrCacheMiss {
-			t.Errorf("CompareAndSwap(deleted) error = %v, want ErrCacheMiss", err)
-		}
+		err = mc.CompareAndSwap(mine)
+		assert.Equal(t, memcache.ErrCASConflict, err, "CompareAndSwap(stale) error = %v, want ErrCASConflict", err)
+		it, err := mc.Get("cas")
+		require.NoError(t, err, "Get(cas) failed, want theirs")
+		assert.Equal(t, "theirs", string(it.Value), "Get(cas) = %q, want theirs: the stale swap must not land", it.Value)
+		require.NoError(t, mc.Delete("cas"), "Delete(cas) failed, want deleted")
+		err = mc.CompareAndSwap(other)
+		assert.Equal(t, memcache.ErrCacheMiss, err, "CompareAndSwap(deleted) error = %v, want ErrCacheMiss", err)
 	})
 
 	t.Run("Touch", func(t *testing.T) {
-		mc.Set(&memcache.Item{Key: "touch", Value: []byte("x")})
-		if err := mc.Touch("touch", 100); err != nil {
-			t.Errorf("Touch(hit) error = %v, want nil", err)
-		}
-		if err := mc.Touch("touch-missing", 100); err != memcache.ErrCacheMiss {
-			t.Errorf("Touch(miss) error = %v, want ErrCacheMiss", err)
-		}
-		if it, err := mc.GetAndTouch("touch", 100); err != nil || string(it.Value) != "x" {
-			t.Errorf("GetAndTouch(hit) = %v, %v, want x", it, err)
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: "touch", Value: []byte("x")}), "Set(touch) failed, want stored")
+		assert.NoError(t, mc.Touch("touch", 100), "Touch(hit) failed, want nil")
+		err := mc.Touch("touch-missing", 100)
+		assert.Equal(t, memcache.ErrCacheMiss, err, "Touch(miss) error = %v, want ErrCacheMiss", err)
+		it, err := mc.GetAndTouch("touch", 100)
+		require.NoError(t, err, "GetAndTouch(hit) failed, want x")
+		assert.Equal(t, "x", string(it.Value), "GetAndTouch(hit) = %q, want x", it.Value)
 	})
 
 	t.Run("Delete", func(t *testing.T) {
-		mc.Set(&memcache.Item{Key: "del", Value: []byte("x")})
-		if err := mc.Delete("del"); err != nil {
-			t.Errorf("Delete(hit) error = %v, want nil", err)
-		}
-		if err := mc.Delete("del"); err != memcache.ErrCacheMiss {
-			t.Errorf("Delete(miss) error = %v, want ErrCacheMiss", err)
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: "del", Value: []byte("x")}), "Set(del) failed, want stored")
+		assert.NoError(t, mc.Delete("del"), "Delete(hit) failed, want nil")
+		err := mc.Delete("del")
+		assert.Equal(t, memcache.ErrCacheMiss, err, "Delete(miss) error = %v, want ErrCacheMiss", err)
 	})
 
 	t.Run("GetMulti", func(t *testing.T) {
 		want := map[string]string{"m1": "one", "m2": "two", "m3": ""}
 		var keys []string
 		for k, v := range want {
-			mc.Set(&memcache.Item{Key: k, Value: []byte(v)})
+			require.NoError(t, mc.Set(&memcache.Item{Key: k, Value: []byte(v)}), "Set(%s) failed, want stored", k)
 			keys = append(keys, k)
 		}
 		got, err := mc.GetMulti(append(keys, "m-missing"))
-		if err != nil {
-			t.Fatalf("GetMulti: %v", err)
-		}
-		if len(got) != len(want) {
-			t.Errorf("GetMulti returned %d items, want %d", len(got), len(want))
-		}
+		require.NoError(t, err, "GetMulti(%q) failed, want the stored items", keys)
+		assert.Len(t, got, len(want), "GetMulti returned %d items, want %d: the missing key is left out", len(got), len(want))
 		for k, v := range want {
-			if it := got[k]; it == nil || string(it.Value) != v {
-				t.Errorf("GetMulti()[%s] = %v, want %q", k, it, v)
+			if assert.Contains(t, got, k, "GetMulti() lacks %s, want %q", k, v) {
+				assert.Equal(t, v, string(got[k].Value), "GetMulti()[%s] = %q, want %q", k, got[k].Value, v)
 			}
 		}
 	})
 
 	t.Run("IncrementDecrement", func(t *testing.T) {
-		mc.Set(&memcache.Item{Key: "n", Value: []byte("10")})
-		if n, err := mc.Increment("n", 5); err != nil || n != 15 {
-			t.Errorf("Increment(n, 5) = %d, %v, want 15", n, err)
-		}
-		if n, err := mc.Decrement("n", 100); err != nil || n != 0 {
-			t.Errorf("Decrement(n, 100) = %d, %v, want 0", n, err)
-		}
-		if _, err := mc.Increment("n-missing", 1); err != memcache.ErrCacheMiss {
-			t.Errorf("Increment(missing) error = %v, want ErrCacheMiss", err)
-		}
-		mc.Set(&memcache.Item{Key: "text", Value: []byte("abc")})
-		if _, err := mc.Increment("text", 1); err == nil {
-			t.Errorf("Increment(text) error = nil, want a client error")
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: "n", Value: []byte("10")}), "Set(n) failed, want stored")
+		n, err := mc.Increment("n", 5)
+		assert.NoError(t, err, "Increment(n, 5) failed, want 15")
+		assert.Equal(t, uint64(15), n, "Increment(n, 5) = %d, want 15", n)
+		n, err = mc.Decrement("n", 100)
+		assert.NoError(t, err, "Decrement(n, 100) failed, want 0")
+		assert.Equal(t, uint64(0), n, "Decrement(n, 100) = %d, want 0: decrement stops at zero", n)
+		_, err = mc.Increment("n-missing", 1)
+		assert.Equal(t, memcache.ErrCacheMiss, err, "Increment(missing) error = %v, want ErrCacheMiss", err)
+		require.NoError(t, mc.Set(&memcache.Item{Key: "text", Value: []byte("abc")}), "Set(text) failed, want stored")
+		_, err = mc.Increment("text", 1)
+		assert.Error(t, err, "Increment(text) error = nil, want a client error: the value is not a number")
 	})
 
 	t.Run("PingAndFlush", func(t *testing.T) {
-		if err := mc.Ping(); err != nil {
-			t.Errorf("Ping: %v", err)
-		}
-		if err := mc.DeleteAll(); err != nil {
-			t.Errorf("DeleteAll: %v", err)
-		}
-		if _, err := mc.Get("bin"); err != memcache.ErrCacheMiss {
-			t.Errorf("Get after DeleteAll error = %v, want ErrCacheMiss", err)
-		}
+		assert.NoError(t, mc.Ping(), "Ping() failed, want nil")
+		assert.NoError(t, mc.DeleteAll(), "DeleteAll() failed, want nil")
+		_, err := mc.Get("bin")
+		assert.Equal(t, memcache.ErrCacheMiss, err, "Get(bin) after DeleteAll error = %v, want ErrCacheMiss", err)
 	})
 }
 
 func TestStatsCounters(t *testing.T) {
 	s := startServer(t, Options{})
 	mc := newClient(s)
-	mc.Set(&memcache.Item{Key: "a", Value: []byte("1")})
-	mc.GetMulti([]string{"a", "b"})
-	mc.Touch("a", 0)
-	mc.Touch("b", 0)
-	mc.Delete("b")
-	mc.Increment("a", 1)
-	it, _ := mc.Get("a")
+	require.NoError(t, mc.Set(&memcache.Item{Key: "a", Value: []byte("1")}), "Set(a) failed, want stored")
+	_, err := mc.GetMulti([]string{"a", "b"})
+	require.NoError(t, err, "GetMulti(a, b) failed, want a hit and a miss")
+	require.NoError(t, mc.Touch("a", 0), "Touch(a) failed, want a hit")
+	require.Equal(t, memcache.ErrCacheMiss, mc.Touch("b", 0), "Touch(b) of a missing key, want ErrCacheMiss")
+	require.Equal(t, memcache.ErrCacheMiss, mc.Delete("b"), "Delete(b) of a missing key, want ErrCacheMiss")
+	_, err = mc.Increment("a", 1)
+	require.NoError(t, err, "Increment(a, 1) failed, want 2")
+	it, err := mc.Get("a")
+	require.NoError(t, err, "Get(a) failed, want a hit")
 	it.Value = []byte("x")
-	mc.CompareAndSwap(it)
+	require.NoError(t, mc.CompareAndSwap(it), "CompareAndSwap(a) failed, want swapped")
 
 	got := s.Stats()
 	want := Stats{CmdGet: 3, CmdSet: 2, CmdTouch: 2, GetHits: 2, GetMisses: 1,
 		TouchHits: 1, TouchMisses: 1, DeleteMisses: 1, IncrHits: 1, CASHits: 1,
 		CurrItems: 1, TotalItems: 3, Bytes: 1 + 1 + itemOverhead,
 		CurrConnections: 1, TotalConnections: 1}
-	if got != want {
-		t.Errorf("Stats() = %+v\nwant %+v", got, want)
-	}
+	assert.Equal(t, want, got, "Stats() = %+v, want %+v", got, want)
 
 	out := exchange(t, s, "stats\r\n")
 	for _, line := range []string{"STAT version " + Version + "\r\n", "STAT curr_items 1\r\n",
 		"STAT cmd_get 3\r\n", "STAT curr_connections 2\r\n"} {
-		if !strings.Contains(out, line) {
-			t.Errorf("stats output lacks %q:\n%s", line, out)
-		}
+		assert.Contains(t, out, line, "stats output lacks %q:\n%s", line, out)
 	}
-	if !strings.HasPrefix(out, "STAT pid ") || !strings.HasSuffix(out, "\r\nEND\r\n") {
-		t.Errorf("stats output = %q, want STAT lines then END", out)
-	}
+	assert.True(t, strings.HasPrefix(out, "STAT pid ") && strings.HasSuffix(out, "\r\nEND\r\n"),
+		"stats output = %q, want STAT lines from pid on, then END", out)
 	runtime.KeepAlive(mc) // its pooled connection is counted above
 }
 
@@ -323,90 +271,81 @@ func TestExpiry(t *testing.T) {
 			s := startServer(t, Options{Now: clock.Now})
 			c := dial(t, s)
 			r := bufio.NewReader(c)
-			fmt.Fprintf(c, "set k 0 %d 1\r\nx\r\n", tt.exptime)
-			if line, _ := r.ReadString('\n'); line != "STORED\r\n" {
-				t.Fatalf("set with exptime %d = %q, want STORED", tt.exptime, line)
-			}
+			_, err := fmt.Fprintf(c, "set k 0 %d 1\r\nx\r\n", tt.exptime)
+			require.NoError(t, err, "write set with exptime %d", tt.exptime)
+			line, err := r.ReadString('\n')
+			require.NoError(t, err, "read the reply to set with exptime %d", tt.exptime)
+			require.Equal(t, "STORED\r\n", line, "set with exptime %d = %q, want STORED", tt.exptime, line)
+			// present reports whether get k finds the item; the reply is
+			// END alone, or VALUE, the data and END.
 			present := func() bool {
-				io.WriteString(c, "get k\r\n")
-				line, _ := r.ReadString('\n')
+				_, err := io.WriteString(c, "get k\r\n")
+				require.NoError(t, err, "write get k")
+				line, err := r.ReadString('\n')
+				require.NoError(t, err, "read the reply to get k")
 				if line == "END\r\n" {
 					return false
 				}
-				r.ReadString('\n')
-				r.ReadString('\n')
+				require.Equal(t, "VALUE k 0 1\r\n", line, "get k = %q, want VALUE or END", line)
+				for _, want := range []string{"x\r\n", "END\r\n"} {
+					line, err := r.ReadString('\n')
+					require.NoError(t, err, "read the rest of the reply to get k")
+					require.Equal(t, want, line, "get k: line %q after VALUE, want %q", line, want)
+				}
 				return true
 			}
 			if tt.alive < 0 {
-				if present() {
-					t.Errorf("exptime %d: item present at once, want expired", tt.exptime)
-				}
+				assert.False(t, present(), "exptime %d: item present at once, want expired", tt.exptime)
 				return
 			}
 			clock.Advance(tt.alive)
-			if !present() {
-				t.Errorf("exptime %d: gone after %v, want present", tt.exptime, tt.alive)
-			}
+			assert.True(t, present(), "exptime %d: gone after %v, want present", tt.exptime, tt.alive)
 			if tt.dead > 0 {
 				clock.Advance(tt.dead - tt.alive)
-				if present() {
-					t.Errorf("exptime %d: present after %v, want expired", tt.exptime, tt.dead)
-				}
+				assert.False(t, present(), "exptime %d: present after %v, want expired", tt.exptime, tt.dead)
 			}
 		})
 	}
 
 	t.Run("touch and gat extend", func(t *testing.T) {
-		mc.Set(&memcache.Item{Key: "t", Value: []byte("x"), Expiration: 10})
-		mc.Set(&memcache.Item{Key: "g", Value: []byte("x"), Expiration: 10})
+		require.NoError(t, mc.Set(&memcache.Item{Key: "t", Value: []byte("x"), Expiration: 10}), "Set(t) failed, want stored")
+		require.NoError(t, mc.Set(&memcache.Item{Key: "g", Value: []byte("x"), Expiration: 10}), "Set(g) failed, want stored")
 		clock.Advance(5 * time.Second)
-		if err := mc.Touch("t", 20); err != nil {
-			t.Fatalf("Touch: %v", err)
-		}
-		if _, err := mc.GetAndTouch("g", 20); err != nil {
-			t.Fatalf("GetAndTouch: %v", err)
-		}
+		require.NoError(t, mc.Touch("t", 20), "Touch(t, 20) failed, want a hit")
+		_, err := mc.GetAndTouch("g", 20)
+		require.NoError(t, err, "GetAndTouch(g, 20) failed, want a hit")
 		clock.Advance(19 * time.Second)
 		for _, k := range []string{"t", "g"} {
-			if _, err := mc.Get(k); err != nil {
-				t.Errorf("Get(%s) 19s after touch: %v, want hit", k, err)
-			}
+			_, err := mc.Get(k)
+			assert.NoError(t, err, "Get(%s) 19s after touch failed, want a hit", k)
 		}
 		clock.Advance(time.Second)
 		for _, k := range []string{"t", "g"} {
-			if _, err := mc.Get(k); err != memcache.ErrCacheMiss {
-				t.Errorf("Get(%s) 20s after touch error = %v, want ErrCacheMiss", k, err)
-			}
+			_, err := mc.Get(k)
+			assert.Equal(t, memcache.ErrCacheMiss, err, "Get(%s) 20s after touch error = %v, want ErrCacheMiss", k, err)
 		}
-		mc.Set(&memcache.Item{Key: "t", Value: []byte("x")})
-		if err := mc.Touch("t", -1); err != nil {
-			t.Fatalf("Touch(-1): %v", err)
-		}
-		if _, err := mc.Get("t"); err != memcache.ErrCacheMiss {
-			t.Errorf("Get after Touch(-1) error = %v, want ErrCacheMiss", err)
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: "t", Value: []byte("x")}), "Set(t) failed, want stored")
+		require.NoError(t, mc.Touch("t", -1), "Touch(t, -1) failed, want a hit")
+		_, err = mc.Get("t")
+		assert.Equal(t, memcache.ErrCacheMiss, err, "Get(t) after Touch(-1) error = %v, want ErrCacheMiss", err)
 	})
 
 	t.Run("delayed flush_all", func(t *testing.T) {
-		mc.Set(&memcache.Item{Key: "f", Value: []byte("x")})
-		if got := exchange(t, s, "flush_all 10\r\n"); got != "OK\r\n" {
-			t.Fatalf("flush_all 10 = %q, want OK", got)
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: "f", Value: []byte("x")}), "Set(f) failed, want stored")
+		got := exchange(t, s, "flush_all 10\r\n")
+		require.Equal(t, "OK\r\n", got, "flush_all 10 = %q, want OK", got)
 		clock.Advance(9 * time.Second)
-		mc.Set(&memcache.Item{Key: "f2", Value: []byte("x")})
-		if _, err := mc.Get("f"); err != nil {
-			t.Errorf("Get(f) before the flush is due: %v", err)
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: "f2", Value: []byte("x")}), "Set(f2) failed, want stored")
+		_, err := mc.Get("f")
+		assert.NoError(t, err, "Get(f) before the flush is due failed, want a hit")
 		clock.Advance(time.Second)
 		for _, k := range []string{"f", "f2"} {
-			if _, err := mc.Get(k); err != memcache.ErrCacheMiss {
-				t.Errorf("Get(%s) after the flush error = %v, want ErrCacheMiss", k, err)
-			}
+			_, err := mc.Get(k)
+			assert.Equal(t, memcache.ErrCacheMiss, err, "Get(%s) after the flush error = %v, want ErrCacheMiss", k, err)
 		}
-		mc.Set(&memcache.Item{Key: "f3", Value: []byte("x")})
-		if _, err := mc.Get("f3"); err != nil {
-			t.Errorf("Get(f3) stored after the flush: %v", err)
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: "f3", Value: []byte("x")}), "Set(f3) failed, want stored")
+		_, err = mc.Get("f3")
+		assert.NoError(t, err, "Get(f3) stored after the flush failed, want a hit")
 	})
 }
 
@@ -495,9 +434,8 @@ func TestProtocol(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startServer(t, tt.opts)
-			if got := exchange(t, s, tt.in); got != tt.want {
-				t.Errorf("replies to %q\n = %q\nwant %q", tt.in, got, tt.want)
-			}
+			got := exchange(t, s, tt.in)
+			assert.Equal(t, tt.want, got, "replies to %q = %q, want %q", tt.in, got, tt.want)
 		})
 	}
 }
@@ -511,9 +449,8 @@ func TestProtocolCloses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startServer(t, Options{})
-			if got := readAll(t, s, tt.in); got != tt.want {
-				t.Errorf("replies to %.40q... = %q, want %q then the end", tt.in, got, tt.want)
-			}
+			got := readAll(t, s, tt.in)
+			assert.Equal(t, tt.want, got, "replies to %.40q... = %q, want %q then the end", tt.in, got, tt.want)
 		})
 	}
 }
@@ -525,91 +462,87 @@ func TestEviction(t *testing.T) {
 	mc := newClient(s)
 	value := bytes.Repeat([]byte("v"), 100)
 	for i := range n {
-		if err := mc.Set(&memcache.Item{Key: fmt.Sprintf("k%d", i), Value: value}); err != nil {
-			t.Fatalf("Set: %v", err)
-		}
+		require.NoError(t, mc.Set(&memcache.Item{Key: fmt.Sprintf("k%d", i), Value: value}), "Set(k%d) failed, want stored: the cache has room for %d", i, n)
 	}
-	mc.Get("k0") // k0 is now the most recently used; k1 the least
-	mc.Set(&memcache.Item{Key: "k10", Value: value[:99]})
-	if _, err := mc.Get("k1"); err != memcache.ErrCacheMiss {
-		t.Errorf("Get(k1) error = %v, want ErrCacheMiss (evicted)", err)
-	}
+	_, err := mc.Get("k0") // k0 is now the most recently used; k1 the least
+	require.NoError(t, err, "Get(k0) failed, want a hit")
+	require.NoError(t, mc.Set(&memcache.Item{Key: "k10", Value: value[:99]}), "Set(k10) failed, want stored by evicting")
+	_, err = mc.Get("k1")
+	assert.Equal(t, memcache.ErrCacheMiss, err, "Get(k1) error = %v, want ErrCacheMiss: the least recently used item is evicted", err)
 	for _, k := range []string{"k0", "k2", "k10"} {
-		if _, err := mc.Get(k); err != nil {
-			t.Errorf("Get(%s): %v, want hit", k, err)
-		}
+		_, err := mc.Get(k)
+		assert.NoError(t, err, "Get(%s) failed, want a hit: only k1 is evicted", k)
 	}
-	if st := s.Stats(); st.Evictions != 1 || st.CurrItems != n || st.Bytes > uint64(n*item) {
-		t.Errorf("Stats() = %+v, want 1 eviction, %d items, at most %d bytes", st, n, n*item)
-	}
+	st := s.Stats()
+	assert.Equal(t, uint64(1), st.Evictions, "Stats().Evictions = %d, want 1", st.Evictions)
+	assert.Equal(t, uint64(n), st.CurrItems, "Stats().CurrItems = %d, want %d", st.CurrItems, n)
+	assert.LessOrEqual(t, st.Bytes, uint64(n*item), "Stats().Bytes = %d, want at most %d", st.Bytes, n*item)
 }
 
 func TestStartOptions(t *testing.T) {
 	for _, opts := range []Options{{MaxItemSize: -1}, {MaxBytes: -1}, {MaxItemSize: 100, MaxBytes: 99}} {
-		if s, err := Start("127.0.0.1:0", opts); err == nil {
+		s, err := Start("127.0.0.1:0", opts)
+		if !assert.Error(t, err, "Start(%+v) error = nil, want an error: the options are invalid", opts) {
 			s.Close()
-			t.Errorf("Start(%+v) error = nil, want an error", opts)
 		}
 	}
-	if _, err := Start("256.0.0.1:0", Options{}); err == nil {
-		t.Errorf("Start(256.0.0.1:0) error = nil, want an error")
-	}
+	_, err := Start("256.0.0.1:0", Options{})
+	assert.Error(t, err, "Start(256.0.0.1:0) error = nil, want an error: no such address")
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or the deadline passes. It calls cond
+// on the test's goroutine, unlike require.Eventually, so that polling adds
+// no goroutine to a count of them.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
+	deadline := time.NewTimer(ioTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+		select {
+		case <-deadline.C:
+			require.True(t, cond(), "waiting for %s: not after %v", what, ioTimeout)
+			return
+		case <-tick.C:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
 func TestClose(t *testing.T) {
 	before := runtime.NumGoroutine()
 	s, err := Start("127.0.0.1:0", Options{MaxItemSize: 100})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
+	require.NoError(t, err, "Start(127.0.0.1:0) failed, want a server")
 	mc := newClient(s)
-	if err := mc.Set(&memcache.Item{Key: "k", Value: []byte("v")}); err != nil {
-		t.Fatalf("Set: %v", err)
-	}
+	require.NoError(t, mc.Set(&memcache.Item{Key: "k", Value: []byte("v")}), "Set(k) failed, want stored")
 	idle := dial(t, s)
 	// A hostile client announcing 2 GB: the server must swallow it without
 	// buffering it, and Close must still end that connection.
 	hostile := dial(t, s)
-	io.WriteString(hostile, "set big 0 0 2000000000\r\n"+strings.Repeat("x", 100000))
+	_, err = io.WriteString(hostile, "set big 0 0 2000000000\r\n"+strings.Repeat("x", 100000))
+	require.NoError(t, err, "write the hostile set: the server must read it, not stall")
 	waitFor(t, "3 connections", func() bool { return s.Stats().CurrConnections == 3 })
 
-	if err := s.Close(); err != nil {
-		t.Errorf("Close() = %v, want nil", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("second Close() = %v, want nil", err)
-	}
+	assert.NoError(t, s.Close(), "Close() failed, want nil")
+	assert.NoError(t, s.Close(), "second Close() failed, want nil: Close is idempotent")
 	// mc must stay reachable until here: were it collected, a finalizer
 	// would close its idle connection and the count of 3 would not hold.
-	if _, err := mc.Get("k"); err == nil {
-		t.Errorf("Get on a pooled connection after Close succeeded, want an error")
-	}
+	_, err = mc.Get("k")
+	assert.Error(t, err, "Get on a pooled connection after Close succeeded, want an error")
 	// The hostile client may have got its SERVER_ERROR before the end.
 	for _, c := range []net.Conn{idle, hostile} {
 		out, err := io.ReadAll(c)
-		if isTimeout(err) || (len(out) > 0 && string(out) != "SERVER_ERROR object too large for cache\r\n") {
-			t.Errorf("read after Close = %q, %v, want the end of the connection", out, err)
+		assert.False(t, isTimeout(err), "read after Close = %q, %v, want the end of the connection", out, err)
+		if len(out) > 0 {
+			assert.Equal(t, "SERVER_ERROR object too large for cache\r\n", string(out), "read after Close = %q, want nothing or the hostile set's error", out)
 		}
 	}
-	if c, err := net.DialTimeout("tcp", s.Addr(), ioTimeout); err == nil {
+	if c, err := net.DialTimeout("tcp", s.Addr(), ioTimeout); !assert.Error(t, err, "dial after Close succeeded, want refused") {
 		c.Close()
-		t.Errorf("dial after Close succeeded, want refused")
 	}
-	if st := s.Stats(); st.CurrItems != 0 || st.CurrConnections != 0 {
-		t.Errorf("Stats() after Close = %+v, want no items and no connections", st)
-	}
+	st := s.Stats()
+	assert.Zero(t, st.CurrItems, "Stats().CurrItems after Close = %d, want 0", st.CurrItems)
+	assert.Zero(t, st.CurrConnections, "Stats().CurrConnections after Close = %d, want 0", st.CurrConnections)
 	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
 }
 
@@ -649,9 +582,7 @@ func TestConcurrentClients(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
+		assert.NoError(t, err, "a client's operations failed, want every one to succeed")
 	}
 }
 
@@ -677,9 +608,7 @@ func FuzzServerInput(f *testing.F) {
 			now = now.Add(time.Second) // every command sees time pass
 			return now
 		}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "newServer failed, want a server for valid options")
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -688,7 +617,7 @@ func FuzzServerInput(f *testing.F) {
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("serve(%q) did not return", in)
+			require.FailNow(t, "serve did not return", "serve(%q) still running after 10s, want it to return at the end of its input", in)
 		}
 		st := s.store
 		st.mu.Lock()
@@ -697,9 +626,8 @@ func FuzzServerInput(f *testing.F) {
 		for e := st.lru.Front(); e != nil; e = e.Next() {
 			sum += e.Value.(*item).size()
 		}
-		if sum != st.bytes || st.lru.Len() != len(st.items) || st.bytes > st.maxBytes {
-			t.Errorf("store after %q: bytes %d (sum %d, max %d), lru %d, map %d",
-				in, st.bytes, sum, st.maxBytes, st.lru.Len(), len(st.items))
-		}
+		assert.Equal(t, sum, st.bytes, "store after %q: bytes %d, want %d, the sum of its items' sizes", in, st.bytes, sum)
+		assert.Equal(t, len(st.items), st.lru.Len(), "store after %q: lru holds %d items, want %d, as the map does", in, st.lru.Len(), len(st.items))
+		assert.LessOrEqual(t, st.bytes, st.maxBytes, "store after %q: bytes %d, want at most the limit %d", in, st.bytes, st.maxBytes)
 	})
 }

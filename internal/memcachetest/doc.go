@@ -29,6 +29,9 @@
 // the queued requests are then answered. [Server.Restart] brings a fresh,
 // empty memcached back on the same address.
 //
+// Pausing needs a Unix system (SIGSTOP and SIGCONT); elsewhere Pause reports
+// an error with t.Errorf and the server keeps running.
+//
 // # Looking inside
 //
 // [Server.Stats] reads the server's counters, so a test can assert how many
@@ -36,6 +39,7 @@
 // the raw text protocol (useful to plant a corrupt blob) and [Server.Keys]
 // lists the stored keys without counting as a get.
 //
-// The package needs a Unix system; process death with the test binary
-// (Pdeathsig) and waiting for SIGSTOP to take effect are Linux-only.
+// Process death with the test binary (Pdeathsig) and waiting for SIGSTOP to
+// take effect are Linux-only; elsewhere a killed test binary can leave
+// memcached running, and Pause returns as soon as the signal is sent.
 package memcachetest

@@ -1,7 +1,6 @@
 package memcachetest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -10,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcsession/mcsession/internal/childproc"
+	"github.com/mcsession/mcsession/internal/proctest"
 )
 
 // EnvRequire is the environment variable that turns a missing memcached
@@ -102,7 +103,7 @@ type Server struct {
 // goroutines can wait for the exit.
 type process struct {
 	cmd     *exec.Cmd
-	output  *syncBuffer // stdout and stderr
+	output  *proctest.Buffer // stdout and stderr
 	done    chan struct{}
 	waitErr error // written before done is closed
 }
@@ -248,11 +249,11 @@ func memcachedArgs(o Options, port int) []string {
 // launch starts one memcached process and waits until it answers on s.addr.
 // On any error the process has been killed and reaped.
 func (s *Server) launch() (*process, error) {
-	out := &syncBuffer{}
+	out := &proctest.Buffer{}
 	cmd := exec.Command(s.binary, s.args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = childproc.Attr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("memcachetest: start %s: %w", s.binary, err)
 	}
@@ -326,24 +327,25 @@ func probeVersion(addr string, deadline time.Time) error {
 	})
 }
 
-// kill sends SIGKILL (and SIGCONT, in case the process is stopped; SIGKILL
-// alone does terminate a stopped process on Linux, but costs nothing to be
-// sure) and waits until it is reaped.
+// kill kills the process (SIGKILL on Unix) and continues it in case it is
+// stopped (SIGKILL alone does terminate a stopped process on Linux, but
+// continuing costs nothing to be sure), then waits until it is reaped.
 func (p *process) kill() error {
 	if p.exited() {
 		return nil
 	}
-	// Errors are ignored: the only one possible here is that the process
-	// has already exited, which is what we want.
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	// Errors are ignored: the only ones possible here are that the process
+	// has already exited, which is what we want, and that the system cannot
+	// continue a process, which then cannot have been stopped either.
+	_ = p.cmd.Process.Kill()
+	_ = continueProcess(p.cmd.Process)
 	timer := time.NewTimer(exitTimeout)
 	defer timer.Stop()
 	select {
 	case <-p.done:
 		return nil
 	case <-timer.C:
-		return fmt.Errorf("memcachetest: pid %d did not exit %v after SIGKILL", p.cmd.Process.Pid, exitTimeout)
+		return fmt.Errorf("memcachetest: pid %d did not exit %v after it was killed", p.cmd.Process.Pid, exitTimeout)
 	}
 }
 
@@ -351,8 +353,8 @@ func (p *process) kill() error {
 // across Kill and Restart.
 func (s *Server) Addr() string { return s.addr }
 
-// Kill sends SIGKILL to memcached, even a paused one, and waits until it has
-// exited. Clients then get connection refused. Kill is idempotent and is
+// Kill kills memcached (SIGKILL on Unix), even a paused one, and waits until
+// it has exited. Clients then get connection refused. Kill is idempotent and is
 // registered as a t.Cleanup by Start. A process that does not exit is
 // reported with t.Errorf.
 func (s *Server) Kill() {
@@ -377,14 +379,16 @@ func (s *Server) killLocked() error {
 // The server then behaves like a black-holed node: the kernel still accepts
 // TCP connections into the listen backlog and buffers what clients send,
 // but nothing is ever answered until Resume. Pausing a paused server does
-// nothing; pausing a killed one is reported with t.Errorf.
+// nothing; pausing a killed one is reported with t.Errorf. Pausing needs a
+// Unix system: elsewhere Pause reports that with t.Errorf and the server
+// keeps running.
 func (s *Server) Pause() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.paused {
 		return
 	}
-	if err := s.signalLocked(syscall.SIGSTOP, true); err != nil {
+	if err := s.signalLocked(true); err != nil {
 		s.tb.Errorf("memcachetest: pause %s: %v", s.addr, err)
 		return
 	}
@@ -400,25 +404,29 @@ func (s *Server) Resume() {
 	if !s.paused {
 		return
 	}
-	if err := s.signalLocked(syscall.SIGCONT, false); err != nil {
+	if err := s.signalLocked(false); err != nil {
 		s.tb.Errorf("memcachetest: resume %s: %v", s.addr, err)
 		return
 	}
 	s.paused = false
 }
 
-// signalLocked sends sig and waits until the process is (stopped == true)
-// or is no longer (stopped == false) in the stopped state.
-func (s *Server) signalLocked(sig syscall.Signal, stopped bool) error {
+// signalLocked stops (stop == true) or continues the process and waits
+// until the kernel has done it.
+func (s *Server) signalLocked(stop bool) error {
 	if s.proc == nil || s.proc.exited() {
 		return errors.New("memcached is not running")
 	}
+	send, what := continueProcess, "SIGCONT"
+	if stop {
+		send, what = stopProcess, "SIGSTOP"
+	}
 	pid := s.proc.cmd.Process.Pid
-	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+	if err := send(s.proc.cmd.Process); err != nil {
 		return err
 	}
-	if !waitStopState(pid, stopped, time.Now().Add(stopTimeout)) {
-		return fmt.Errorf("pid %d did not change state within %v after %v", pid, stopTimeout, sig)
+	if !waitStopState(pid, stop, time.Now().Add(stopTimeout)) {
+		return fmt.Errorf("pid %d did not change state within %v after %s", pid, stopTimeout, what)
 	}
 	return nil
 }
@@ -491,23 +499,4 @@ func (s *Server) Output() string {
 		return ""
 	}
 	return s.proc.output.String()
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer (exec's copying
-// goroutine) and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // envOrphanHelper makes TestOrphanHelper act as the child of
@@ -28,26 +30,18 @@ func TestDiesWithTestBinary(t *testing.T) {
 	// Adopt orphans while the test runs, so that the killed memcached
 	// becomes our child and can be reaped below instead of staying a zombie
 	// under a PID 1 that does not reap (as in some containers).
-	if err := setChildSubreaper(true); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, setChildSubreaper(true), "become a subreaper, to reap the orphaned memcached")
 	defer func() { _ = setChildSubreaper(false) }()
 
 	child := exec.Command(os.Args[0], "-test.run=^TestOrphanHelper$", "-test.count=1")
 	child.Env = append(os.Environ(), envOrphanHelper+"=1")
 	child.Stderr = os.Stderr
 	stdin, err := child.StdinPipe() // held open so the helper blocks
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "StdinPipe of the helper")
 	defer stdin.Close()
 	stdout, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "StdoutPipe of the helper")
+	require.NoError(t, child.Start(), "start the helper %s", os.Args[0])
 	// Reading the pid line synchronises with the helper; if it dies
 	// instead, the read ends with EOF.
 	line, err := bufio.NewReader(stdout).ReadString('\n')
@@ -56,16 +50,12 @@ func TestDiesWithTestBinary(t *testing.T) {
 	if err != nil || !ok || perr != nil {
 		_ = child.Process.Kill()
 		_ = child.Wait()
-		t.Fatalf("helper printed %q, %v; want \"memcached pid N\"", line, err)
+		require.FailNow(t, "no pid from the helper", "helper printed %q, %v; want \"memcached pid N\"", line, err)
 	}
-	if !processAlive(pid) {
-		t.Fatalf("memcached pid %d not alive while the helper runs", pid)
-	}
-	if err := child.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
+	require.True(t, processAlive(pid), "memcached pid %d not alive while the helper runs, want it running", pid)
+	require.NoError(t, child.Process.Kill(), "SIGKILL the helper")
 	_ = child.Wait() // "signal: killed" is the expected outcome
-	waitGone(t, pid)
+	waitGone(t, pid) // fails the test unless memcached died with the helper
 	// Reap it; ECHILD means someone else already did.
 	_, _ = syscall.Wait4(pid, nil, 0, nil)
 }

@@ -1,5 +1,6 @@
 // Package proctest holds what the tests that run real processes share:
-// building a command of this module and picking a free loopback port.
+// building a command of this module, picking a free loopback port, and
+// collecting a process's output while it runs.
 package proctest
 
 import (

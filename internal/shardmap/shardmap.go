@@ -69,14 +69,6 @@ func (m *Map[V]) Set(key string, v V) {
 	s.mu.Unlock()
 }
 
-// Delete removes key.
-func (m *Map[V]) Delete(key string) {
-	s := m.shard(key)
-	s.mu.Lock()
-	delete(s.m, key)
-	s.mu.Unlock()
-}
-
 // DeleteIf removes key only when remove reports true for its current value,
 // and reports whether it removed it. It lets a caller remove a value without
 // racing with a concurrent replacement of the same key.

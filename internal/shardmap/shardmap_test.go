@@ -4,36 +4,37 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMapBasics(t *testing.T) {
 	m := New[int]()
-	if _, ok := m.Get("a"); ok {
-		t.Fatalf("Get(a) on empty map found a value")
-	}
+	_, ok := m.Get("a")
+	require.False(t, ok, "Get(a) on an empty map found a value, want none")
 	m.Set("a", 1)
-	if v, ok := m.Get("a"); !ok || v != 1 {
-		t.Fatalf("Get(a) = %d, %v, want 1, true", v, ok)
-	}
-	if v, loaded := m.LoadOrStore("a", 2); !loaded || v != 1 {
-		t.Fatalf("LoadOrStore(a, 2) = %d, %v, want 1, true", v, loaded)
-	}
-	if v, loaded := m.LoadOrStore("b", 2); loaded || v != 2 {
-		t.Fatalf("LoadOrStore(b, 2) = %d, %v, want 2, false", v, loaded)
-	}
-	if n := m.Len(); n != 2 {
-		t.Fatalf("Len() = %d, want 2", n)
-	}
-	if m.DeleteIf("a", func(v int) bool { return v == 5 }) {
-		t.Fatalf("DeleteIf(a, v==5) removed a value of 1")
-	}
-	if !m.DeleteIf("a", func(v int) bool { return v == 1 }) {
-		t.Fatalf("DeleteIf(a, v==1) = false, want true")
-	}
-	m.Delete("b")
-	if n := m.Len(); n != 0 {
-		t.Fatalf("Len() after deletes = %d, want 0", n)
-	}
+	v, ok := m.Get("a")
+	require.True(t, ok, "Get(a) after Set(a, 1) found nothing, want 1")
+	require.Equal(t, 1, v, "Get(a) = %d, want 1", v)
+	v, loaded := m.LoadOrStore("a", 2)
+	require.True(t, loaded, "LoadOrStore(a, 2) stored, want it to load the 1 already there")
+	require.Equal(t, 1, v, "LoadOrStore(a, 2) = %d, want the stored 1", v)
+	v, loaded = m.LoadOrStore("b", 2)
+	require.False(t, loaded, "LoadOrStore(b, 2) loaded, want it to store: b was absent")
+	require.Equal(t, 2, v, "LoadOrStore(b, 2) = %d, want 2", v)
+	require.Equal(t, 2, m.Len(), "Len() = %d, want 2", m.Len())
+
+	require.False(t, m.DeleteIf("a", func(v int) bool { return v == 5 }), "DeleteIf(a, v==5) = true, want false: a holds 1")
+	v, ok = m.Get("a")
+	require.True(t, ok, "Get(a) after a refused DeleteIf found nothing, want 1 still there")
+	require.Equal(t, 1, v, "Get(a) after a refused DeleteIf = %d, want 1", v)
+	require.True(t, m.DeleteIf("a", func(v int) bool { return v == 1 }), "DeleteIf(a, v==1) = false, want true")
+	_, ok = m.Get("a")
+	require.False(t, ok, "Get(a) after DeleteIf removed it found a value, want none")
+	require.False(t, m.DeleteIf("a", func(int) bool { return true }), "DeleteIf(a) on a missing key = true, want false")
+	require.True(t, m.DeleteIf("b", func(int) bool { return true }), "DeleteIf(b, true) = false, want true")
+	assert.Equal(t, 0, m.Len(), "Len() after deletes = %d, want 0", m.Len())
 }
 
 func TestMapRangeSeesEveryKey(t *testing.T) {
@@ -43,20 +44,14 @@ func TestMapRangeSeesEveryKey(t *testing.T) {
 	}
 	seen := make(map[string]bool)
 	m.Range(func(k string, v int) bool {
-		if k != strconv.Itoa(v) {
-			t.Errorf("Range gave %q => %d", k, v)
-		}
+		assert.Equal(t, strconv.Itoa(v), k, "Range gave %q => %d, want the key stored with that value", k, v)
 		seen[k] = true
 		return true
 	})
-	if len(seen) != 1000 {
-		t.Fatalf("Range saw %d keys, want 1000", len(seen))
-	}
+	assert.Len(t, seen, 1000, "Range saw %d keys, want 1000", len(seen))
 	n := 0
 	m.Range(func(string, int) bool { n++; return n < 10 })
-	if n != 10 {
-		t.Fatalf("Range after returning false at 10 visited %d keys", n)
-	}
+	assert.Equal(t, 10, n, "Range after returning false at 10 visited %d keys, want 10", n)
 }
 
 func TestMapConcurrent(t *testing.T) {
@@ -71,15 +66,13 @@ func TestMapConcurrent(t *testing.T) {
 				m.Set(k, i)
 				m.Get(k)
 				if i%2 == 0 {
-					m.Delete(k)
+					m.DeleteIf(k, func(int) bool { return true })
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	if n := m.Len(); n != 8*250 {
-		t.Fatalf("Len() = %d, want %d", n, 8*250)
-	}
+	assert.Equal(t, 8*250, m.Len(), "Len() = %d, want %d: each goroutine keeps the odd half of its keys", m.Len(), 8*250)
 }
 
 func BenchmarkMapGet(b *testing.B) {

@@ -6,19 +6,8 @@ import (
 	"bytes"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 )
-
-// sysProcAttr asks the kernel to SIGKILL memcached when the test binary dies,
-// so a crashed or interrupted `go test` never leaves servers behind.
-//
-// Pdeathsig fires when the OS thread that forked the child exits, not only
-// the process. Go keeps its threads alive unless a goroutine exits while
-// locked with runtime.LockOSThread, which tests using this package do not do.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
 
 // waitStopState polls /proc until the process is stopped (want true) or no
 // longer stopped (want false), or the deadline passes. kill(2) only queues
