@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"syscall"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -47,6 +48,23 @@ func (e *ReplyError) Error() string { return "memcache: " + e.Line }
 // Is reports whether target is ErrTooLarge and the reply says so.
 func (e *ReplyError) Is(target error) bool { return target == ErrTooLarge && e.tooLarge }
 
+// String returns the class's name.
+func (c Class) String() string {
+	switch c {
+	case OK:
+		return "OK"
+	case Miss:
+		return "Miss"
+	case Refused:
+		return "Refused"
+	case Unreachable:
+		return "Unreachable"
+	case Closed:
+		return "Closed"
+	}
+	return "Class(" + strconv.Itoa(int(c)) + ")"
+}
+
 // Classify says what err, returned by a Node, means: in one place, by the
 // errors' identity, never by their text. An error it does not know is
 // Refused: the node answered something, so it is not called down.
@@ -68,8 +86,9 @@ func Classify(err error) Class {
 // error or timeout, a read or write deadline, a connection the server
 // closed or reset, or a set not sent because the node was down.
 func unreachable(err error) bool {
-	var netErr net.Error // *net.OpError, *net.DNSError, *memcache.ConnectTimeoutError
-	return errors.As(err, &netErr) ||
+	var netErr net.Error // *net.OpError, *net.DNSError, a syscall.Errno
+	var dialTimeout *memcache.ConnectTimeoutError
+	return errors.As(err, &netErr) || errors.As(err, &dialTimeout) ||
 		errors.Is(err, ErrNotSent) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) ||

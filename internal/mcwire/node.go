@@ -74,8 +74,21 @@ func (n *Node) do(op func(*memcache.Client) error) error {
 		return ErrClosed
 	}
 	err := op(n.client)
-	for i := 0; i < n.client.MaxIdleConns && staleConn(err); i++ {
+	for i := 0; i < n.maxIdle() && staleConn(err); i++ {
 		err = op(n.client)
 	}
+	if n.setter.isClosed() {
+		// Closed while op ran: gomemcache pooled op's connection again.
+		n.client.Close()
+	}
 	return err
+}
+
+// maxIdle is how many idle connections gomemcache keeps: MaxIdleConns,
+// or its default for 0.
+func (n *Node) maxIdle() int {
+	if n.client.MaxIdleConns > 0 {
+		return n.client.MaxIdleConns
+	}
+	return memcache.DefaultMaxIdleConns
 }

@@ -57,6 +57,10 @@ func newSetter(addr string, timeout time.Duration, maxIdle int) *setter {
 }
 
 func (s *setter) setMany(sets []*Set) {
+	sets = checkKeys(sets)
+	if len(sets) == 0 {
+		return
+	}
 	c, pooled, err := s.get()
 	if err != nil {
 		fail(sets, err)
@@ -78,6 +82,44 @@ func (s *setter) setMany(sets []*Set) {
 		return
 	}
 	s.put(c)
+}
+
+// checkKeys fails the sets whose key memcached would not take, as
+// memcache.ErrMalformedKey, and returns the others (sets itself if all are
+// fine). A bad key must never be sent: memcached rejects the command line
+// and then reads the value as commands of its own.
+func checkKeys(sets []*Set) []*Set {
+	bad := 0
+	for _, set := range sets {
+		if !legalKey(set.Key) {
+			set.Err = memcache.ErrMalformedKey
+			bad++
+		}
+	}
+	if bad == 0 {
+		return sets
+	}
+	ok := make([]*Set, 0, len(sets)-bad)
+	for _, set := range sets {
+		if legalKey(set.Key) {
+			ok = append(ok, set)
+		}
+	}
+	return ok
+}
+
+// legalKey reports whether memcached takes key: 1 to 250 bytes, no spaces
+// or control characters.
+func legalKey(key string) bool {
+	if len(key) == 0 || len(key) > 250 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] <= ' ' || key[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // fail sets err as the outcome of every set.
