@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
 
@@ -32,26 +34,38 @@ var (
 	})
 )
 
-// benchSession creates a session through h and returns a request that
-// carries its cookie.
-func benchSession(b *testing.B, m *Manager) *http.Request {
-	b.Helper()
-	w := &discardWriter{h: http.Header{}}
-	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		FromContext(r.Context()).Set("user", "ada")
-	})).ServeHTTP(w, mustRequest(b, nil))
-	c, err := http.ParseSetCookie(w.h.Get("Set-Cookie"))
-	if err != nil {
-		b.Fatalf("no session cookie: %v", err)
-	}
-	return mustRequest(b, c)
+// benchSession creates a session holding user=ada through m and returns a
+// request that carries its cookie.
+func benchSession(tb testing.TB, m *Manager) *http.Request {
+	tb.Helper()
+	return sessionRequest(tb, m, func(s *Session) { s.Set("user", "ada") })
 }
 
-func mustRequest(b *testing.B, c *http.Cookie) *http.Request {
+// sessionRequest creates a session through m's middleware, filled by set,
+// and returns a request that carries its cookie. It checks that the
+// request finds the session, so a benchmark never measures a miss.
+func sessionRequest(tb testing.TB, m *Manager, set func(s *Session)) *http.Request {
+	tb.Helper()
+	w := &discardWriter{h: http.Header{}}
+	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		set(FromContext(r.Context()))
+	})).ServeHTTP(w, mustRequest(tb, nil))
+	line := w.h.Get("Set-Cookie")
+	c, err := http.ParseSetCookie(line)
+	require.NoError(tb, err, "http.ParseSetCookie(%q) error = %v, want the new session's cookie", line, err)
+	r := mustRequest(tb, c)
+	var isNew bool
+	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		isNew = FromContext(r.Context()).IsNew()
+	})).ServeHTTP(&discardWriter{h: http.Header{}}, r)
+	require.False(tb, isNew, "IsNew() with the cookie %q = true, want false: the request must find the session", c.Value)
+	return r
+}
+
+func mustRequest(tb testing.TB, c *http.Cookie) *http.Request {
+	tb.Helper()
 	r, err := http.NewRequest("GET", "http://example.com/", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(tb, err, "http.NewRequest error = %v, want nil", err)
 	if c != nil {
 		r.AddCookie(c)
 	}

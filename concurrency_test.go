@@ -3,12 +3,17 @@ package mcsession
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
@@ -39,24 +44,29 @@ func TestConcurrentRequestsOnOneSessionLoseNothing(t *testing.T) {
 			mustDo(t, br, a, "POST", "/set?key=init&value=1")
 			want := []string{"init"}
 			const n = 50
+			paths := make([]string, n)
+			results := make([]response, n)
 			var wg sync.WaitGroup
 			for i := range n {
 				key := fmt.Sprintf("k%02d", i)
 				want = append(want, key)
+				paths[i] = "/set?key=" + key + "&value=x"
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if code, body := br.do(a, "POST", "/set?key="+key+"&value=x"); code != http.StatusOK {
-						t.Errorf("POST /set?key=%s = %d %q, want 200", key, code, body)
-					}
+					results[i] = tryDo(br, a, "POST", paths[i]) // no t calls off the test goroutine
 				}()
 			}
 			wg.Wait()
+			for i, r := range results {
+				if assert.NoError(t, r.err, "POST %s: transport error", paths[i]) {
+					assert.Equal(t, http.StatusOK, r.code, "POST %s = %d %q, want 200", paths[i], r.code, r.body)
+				}
+			}
 			slices.Sort(want)
 			wantKeys := strings.Join(want, ",")
-			if body := mustDo(t, br, a, "GET", "/keys"); body != wantKeys {
-				t.Fatalf("GET /keys on a after %d concurrent sets = %q, want %q", n, body, wantKeys)
-			}
+			body := mustDo(t, br, a, "GET", "/keys")
+			require.Equal(t, wantKeys, body, "GET /keys on a after %d concurrent sets = %q, want %q", n, body, wantKeys)
 
 			if tt.crash {
 				a.crash()
@@ -64,16 +74,13 @@ func TestConcurrentRequestsOnOneSessionLoseNothing(t *testing.T) {
 				a.srv.Close()
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				if err := a.m.Shutdown(ctx); err != nil {
-					t.Fatalf("Shutdown() = %v, want nil", err)
-				}
+				err := a.m.Shutdown(ctx)
+				require.NoError(t, err, "Shutdown() = %v, want nil: every backup must be written before it returns", err)
 			}
-			if body := mustDo(t, br, b, "GET", "/keys"); body != wantKeys {
-				t.Errorf("GET /keys on b after a stopped = %q, want %q", body, wantKeys)
-			}
-			if got := b.m.Stats().Takeovers; got != 1 {
-				t.Errorf("Stats().Takeovers on b = %d, want 1", got)
-			}
+			body = mustDo(t, br, b, "GET", "/keys")
+			assert.Equal(t, wantKeys, body, "GET /keys on b after a stopped = %q, want %q: b must take over every key", body, wantKeys)
+			got := b.m.Stats().Takeovers
+			assert.Equal(t, uint64(1), got, "Stats().Takeovers on b = %d, want 1: the session is loaded from memcached once", got)
 		})
 	}
 }
@@ -81,7 +88,9 @@ func TestConcurrentRequestsOnOneSessionLoseNothing(t *testing.T) {
 // TestCloseStopsEveryGoroutine proves that Close and Shutdown, in any order
 // and any number of times, return promptly, return nil, and leave no
 // goroutine of the Manager running. It is not parallel: it counts the
-// library's goroutines in the whole process.
+// goroutines of the whole process (runtime.NumGoroutine), so the requests
+// go straight to the middleware, without a server or client whose
+// connection goroutines would blur the count.
 func TestCloseStopsEveryGoroutine(t *testing.T) {
 	shutdown := func(m *Manager) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -114,50 +123,55 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := Config{BackupWorkers: 3, Route: "a", OperationTimeout: opTimeout}
 			if tt.nodes {
+				// Started before the baseline: memcachetest keeps a
+				// goroutine per process until the test's cleanup.
 				servers := memcachetest.StartN(t, 2)
 				cfg.Nodes = nodesOf(servers...)
 			}
-			in := newInstance(t, cfg)
+			base := settledGoroutines(t)
+			m := newTestManager(t, cfg)
 			// Some traffic, so the workers have had something to do.
-			br := newBrowser(t)
-			mustDo(t, br, in, "POST", "/set?key=k&value=v")
-			waitIdle(t, in.m) // /cart/add changes the cart after Set: no backup may be encoding it
-			mustDo(t, br, in, "POST", "/cart/add?item=x")
-			waitIdle(t, in.m)
+			rec := serveSession(m, "", func(s *Session) { s.Set("k", "v") })
+			id := setCookieValue(t, rec.Result().Header)
+			require.NotEmpty(t, id, "Set-Cookie after Set = none, want a session cookie")
+			waitIdle(t, m) // the cart is changed after Set below: no backup may be encoding the session then
+			serveSession(m, DefaultCookieName+"="+id, func(s *Session) {
+				c := &cart{}
+				s.Set("cart", c)
+				c.Items = append(c.Items, "x") // changed in place after Set
+			})
+			waitIdle(t, m)
 			wantRunning := 1 // the sweeper
 			if tt.nodes {
 				wantRunning += 3 + 2 // the workers, the retry loop and the prober
 			}
-			if got := int(in.m.running.Load()); got != wantRunning {
-				t.Errorf("goroutines of a running Manager = %d, want %d", got, wantRunning)
-			}
-			in.srv.Close()
+			running := goroutinesWithin(2*time.Second, func(n int) bool { return n-base == wantRunning }) - base
+			assert.Equal(t, wantRunning, running, "goroutines of a running Manager = %d, want %d", running, wantRunning)
+			assert.Equal(t, int32(wantRunning), m.running.Load(), "Manager.running of a running Manager")
 
 			for _, s := range tt.stops {
 				done := make(chan error, 1)
-				go func() { done <- s.f(in.m) }()
+				go func() { done <- s.f(m) }()
 				select {
 				case err := <-done:
-					if err != nil {
-						t.Errorf("%s() = %v, want nil", s.name, err)
-					}
+					assert.NoError(t, err, "%s() = %v, want nil", s.name, err)
 				case <-time.After(2 * time.Second):
-					t.Fatalf("%s() did not return within 2s", s.name)
+					require.FailNow(t, s.name+"() did not return within 2s", "want it to stop the Manager promptly")
 				}
 				// No polling: Close has waited for every loop to return.
-				if got := in.m.running.Load(); got != 0 {
-					t.Errorf("after %s() returned: %d Manager loops still running, want 0", s.name, got)
-				}
+				assert.Zero(t, m.running.Load(), "after %s() returned: Manager.running, want 0", s.name)
+				n := goroutinesWithin(2*time.Second, func(n int) bool { return n <= base })
+				assert.LessOrEqual(t, n, base, "after %s() returned: %d goroutines, want at most the %d before New: no loop of the Manager may keep running", s.name, n, base)
 			}
 			waited := make(chan struct{})
 			go func() {
-				in.m.wg.Wait()
+				m.wg.Wait()
 				close(waited)
 			}()
 			select {
 			case <-waited:
 			case <-time.After(time.Second):
-				t.Fatal("the Manager's WaitGroup is not done after it was stopped")
+				require.FailNow(t, "the Manager's WaitGroup is not done within 1s after it was stopped", "want it done: Close waits for it")
 			}
 		})
 	}
@@ -167,34 +181,37 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 // backup worker is still storing a session: it waits for the store to end.
 func TestCloseWaitsForBusyWorker(t *testing.T) {
 	servers := memcachetest.StartN(t, 1)
+	base := settledGoroutines(t)
 	in, gate := newGatedInstance(t, Config{Nodes: nodesOf(servers...), BackupWorkers: 1, OperationTimeout: opTimeout})
 	br := newBrowser(t)
 	mustDo(t, br, in, "POST", "/set?key=gate&value=1")
 	gate.waitEntered(t)
 	in.srv.Close()
+	br.client.CloseIdleConnections()
 
 	done := make(chan error, 1)
 	go func() { done <- in.m.Close() }()
-	eventually(t, 2*time.Second, "Close did not start waiting for the busy worker", func() bool {
-		select {
-		case <-done:
-			t.Fatal("Close returned while a backup worker was still storing a session")
-		default:
-		}
-		return in.m.closed.Load() && in.m.running.Load() > 0
+	// Close marks the Manager closed first, then stops its loops and waits
+	// for them: every loop but the worker in the gate returns, and Close
+	// must still be waiting.
+	eventually(t, 2*time.Second, "Close did not stop the idle loops", func() bool {
+		return in.m.closed.Load() && in.m.running.Load() == 1
 	})
+	select {
+	case err := <-done:
+		require.FailNow(t, fmt.Sprintf("Close() = %v while a backup worker was still storing a session", err), "want it to wait for the worker")
+	default:
+	}
 	gate.open()
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Errorf("Close() = %v, want nil", err)
-		}
+		assert.NoError(t, err, "Close() = %v, want nil", err)
 	case <-time.After(2 * time.Second):
-		t.Fatal("Close did not return within 2s after the worker was let go")
+		require.FailNow(t, "Close did not return within 2s after the worker was let go", "want it to return once the store ends")
 	}
-	if got := in.m.running.Load(); got != 0 {
-		t.Errorf("after Close returned: %d Manager loops still running, want 0", got)
-	}
+	assert.Zero(t, in.m.running.Load(), "after Close returned: Manager.running, want 0")
+	n := goroutinesWithin(2*time.Second, func(n int) bool { return n <= base })
+	assert.LessOrEqual(t, n, base, "after Close returned: %d goroutines, want at most the %d before New: no loop of the Manager may keep running", n, base)
 }
 
 // TestInPlaceChangeDoesNotRaceWithBackup pins the race between a backup
@@ -216,19 +233,75 @@ func TestInPlaceChangeDoesNotRaceWithBackup(t *testing.T) {
 			for i := range 100 {
 				item := fmt.Sprintf("i%d", i)
 				want = append(want, item)
-				if _, body := br.do(a, "POST", "/cart/add?item="+item); body != strings.Join(want, ",") {
-					t.Fatalf("POST /cart/add?item=%s = %q, want %q", item, body, strings.Join(want, ","))
-				}
+				body := mustDo(t, br, a, "POST", "/cart/add?item="+item)
+				require.Equal(t, strings.Join(want, ","), body, "POST /cart/add?item=%s = %q, want every item so far", item, body)
 			}
 			a.srv.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := a.m.Shutdown(ctx); err != nil {
-				t.Fatalf("Shutdown() = %v", err)
-			}
-			if _, body := br.do(b, "GET", "/cart"); body != strings.Join(want, ",") {
-				t.Fatalf("GET /cart on b = %q, want all 100 items", body)
-			}
+			err := a.m.Shutdown(ctx)
+			require.NoError(t, err, "Shutdown() = %v, want nil: every backup must be written before it returns", err)
+			body := mustDo(t, br, b, "GET", "/cart")
+			assert.Equal(t, strings.Join(want, ","), body, "GET /cart on b = %q, want all 100 items taken over from memcached", body)
 		})
+	}
+}
+
+// response is what tryDo got back.
+type response struct {
+	code int
+	body string
+	err  error
+}
+
+// tryDo is browser.do for goroutines other than the test's: it reports a
+// failure in its result instead of through the test, so the caller checks
+// it on the test goroutine.
+func tryDo(b *browser, in *instance, method, path string) response {
+	req, err := http.NewRequest(method, in.srv.URL+path, nil)
+	if err != nil {
+		return response{err: err}
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return response{err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return response{code: resp.StatusCode, body: string(body), err: err}
+}
+
+// settledGoroutines returns runtime.NumGoroutine once it has stayed the
+// same for 50ms (or after 5s, whatever it is then): a baseline for
+// goroutinesWithin. Idle client connections are closed first, and the
+// goroutines of earlier tests (connections their servers closed) get the
+// time to exit, so they do not leave during the measurement.
+func settledGoroutines(t testing.TB) int {
+	t.Helper()
+	http.DefaultClient.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	n, same := runtime.NumGoroutine(), 0
+	for same < 5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // sampling interval of the poll
+		if m := runtime.NumGoroutine(); m == n {
+			same++
+		} else {
+			n, same = m, 0
+		}
+	}
+	return n
+}
+
+// goroutinesWithin polls runtime.NumGoroutine every 10ms until done holds
+// for it or within has passed, and returns the last count, for the caller
+// to check.
+func goroutinesWithin(within time.Duration, done func(n int) bool) int {
+	deadline := time.Now().Add(within)
+	for {
+		n := runtime.NumGoroutine()
+		if done(n) || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
 	}
 }

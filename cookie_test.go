@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
 
@@ -18,9 +21,7 @@ func setCookies(t testing.TB, h http.Header, name string) []*http.Cookie {
 	var out []*http.Cookie
 	for _, line := range h.Values("Set-Cookie") {
 		c, err := http.ParseSetCookie(line)
-		if err != nil {
-			t.Fatalf("http.ParseSetCookie(%q) error = %v", line, err)
-		}
+		require.NoError(t, err, "http.ParseSetCookie(%q) error = %v, want a cookie the middleware could have sent", line, err)
 		if c.Name == name {
 			out = append(out, c)
 		}
@@ -33,14 +34,11 @@ func setCookies(t testing.TB, h http.Header, name string) []*http.Cookie {
 func setCookieValue(t testing.TB, h http.Header) string {
 	t.Helper()
 	cs := setCookies(t, h, DefaultCookieName)
-	switch len(cs) {
-	case 0:
+	require.LessOrEqual(t, len(cs), 1, "%d session cookies set: %q, want at most one", len(cs), h.Values("Set-Cookie"))
+	if len(cs) == 0 {
 		return ""
-	case 1:
-		return cs[0].Value
 	}
-	t.Fatalf("%d session cookies set: %q", len(cs), h.Values("Set-Cookie"))
-	return ""
+	return cs[0].Value
 }
 
 // cookieManager returns a Manager that is never used to serve requests, for
@@ -49,9 +47,7 @@ func cookieManager(tb testing.TB, cfg Config) *Manager {
 	tb.Helper()
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	m, err := New(cfg)
-	if err != nil {
-		tb.Fatalf("New(%+v) error = %v", cfg, err)
-	}
+	require.NoError(tb, err, "New(%+v) error = %v, want nil", cfg, err)
 	tb.Cleanup(func() { m.Close() })
 	return m
 }
@@ -104,9 +100,8 @@ func TestSessionCookie(t *testing.T) {
 			if tt.cookies != nil {
 				r.Header["Cookie"] = tt.cookies
 			}
-			if got := m.sessionCookie(r); got != tt.want {
-				t.Errorf("sessionCookie(Cookie: %q) = %q, want %q", tt.cookies, got, tt.want)
-			}
+			got := m.sessionCookie(r)
+			assert.Equal(t, tt.want, got, "sessionCookie(Cookie: %q) = %q, want %q", tt.cookies, got, tt.want)
 		})
 	}
 }
@@ -115,9 +110,8 @@ func TestSessionCookieCustomName(t *testing.T) {
 	m := cookieManager(t, Config{Cookie: CookieConfig{Name: "sid"}})
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Header.Set("Cookie", "SESSIONID="+testRandom+"; sid="+testRandom)
-	if got := m.sessionCookie(r); got != testRandom {
-		t.Errorf("sessionCookie(%q) = %q, want %q", r.Header.Get("Cookie"), got, testRandom)
-	}
+	got := m.sessionCookie(r)
+	assert.Equal(t, testRandom, got, "sessionCookie(%q) = %q, want %q: only the configured name counts", r.Header.Get("Cookie"), got, testRandom)
 }
 
 // TestBadCookieCostsNothing sends malformed session cookies to a Manager
@@ -161,19 +155,15 @@ func TestBadCookieCostsNothing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			base := srv.Ops(t)
 			rec, saw := serveProbe(t, m, tt.cookie, "a", false)
-			if d := opsDelta(t, srv, base); d != 0 {
-				t.Errorf("GET with Cookie %q cost %d memcached operations, want 0", tt.cookie, d)
-			}
-			if !saw.isNew || saw.id != "" || len(saw.keys) != 0 || saw.value != "" {
-				t.Errorf("GET with Cookie %q: handler saw %+v, want no session", tt.cookie, saw)
-			}
+			d := opsDelta(t, srv, base)
+			assert.Zero(t, d, "GET with Cookie %q cost %d memcached operations, want 0", tt.cookie, d)
+			noSession := saw.isNew && saw.id == "" && len(saw.keys) == 0 && saw.value == ""
+			assert.True(t, noSession, "GET with Cookie %q: handler saw %+v, want no session (new, no ID, no keys, no value)", tt.cookie, saw)
 			// Nothing was written, so no session cookie; a well-formed ID
 			// of a session that cannot exist (unknown node) is cleared, so
 			// the browser stops sending it.
 			for _, c := range rec.Result().Cookies() {
-				if c.Value != "" || c.MaxAge >= 0 {
-					t.Errorf("GET with Cookie %q: Set-Cookie %q, want none or a removal", tt.cookie, c.String())
-				}
+				assert.True(t, c.Value == "" && c.MaxAge < 0, "GET with Cookie %q: Set-Cookie %q, want none or a removal", tt.cookie, c.String())
 			}
 		})
 	}
@@ -183,19 +173,19 @@ func TestBadCookieCostsNothing(t *testing.T) {
 	for _, cookie := range []string{"SESSIONID=" + valid, `SESSIONID="` + "00" + valid[2:] + `"`} {
 		base := srv.Ops(t)
 		serveProbe(t, m, cookie, "a", false)
-		if d := opsDelta(t, srv, base); d != 1 {
-			t.Errorf("GET with Cookie %q cost %d memcached operations, want 1 get", cookie, d)
-		}
+		d := opsDelta(t, srv, base)
+		assert.Equal(t, uint64(1), d, "GET with Cookie %q cost %d memcached operations, want 1 get", cookie, d)
 	}
-	if st := m.Stats(); st.SessionsCreated != 0 || st.LoadsMiss != 2 || st.DecodeErrors != 0 {
-		t.Errorf("Stats() = SessionsCreated %d, LoadsMiss %d, DecodeErrors %d, want 0, 2, 0", st.SessionsCreated, st.LoadsMiss, st.DecodeErrors)
-	}
+	st := m.Stats()
+	assert.Equal(t, [3]uint64{0, 2, 0}, [3]uint64{st.SessionsCreated, st.LoadsMiss, st.DecodeErrors},
+		"Stats() = SessionsCreated %d, LoadsMiss %d, DecodeErrors %d, want 0, 2, 0", st.SessionsCreated, st.LoadsMiss, st.DecodeErrors)
 
 	// A bad cookie, then a write: a new session with a new, valid ID.
 	rec, _ := serveProbe(t, m, "SESSIONID="+strings.ToUpper(valid), "a", true)
 	id := setCookieValue(t, rec.Result().Header)
-	if p, ok := parseID(id, true); !ok || p.random == testRandom {
-		t.Errorf("Set-Cookie after a bad cookie = %q, want a new valid ID", id)
+	p, ok := parseID(id, true)
+	if assert.True(t, ok, "Set-Cookie after a bad cookie = %q, want a valid ID", id) {
+		assert.NotEqual(t, testRandom, p.random, "Set-Cookie after a bad cookie = %q, want a new ID, not the bad cookie's", id)
 	}
 }
 
@@ -224,20 +214,15 @@ func TestCookieAttributes(t *testing.T) {
 			rec, _ := serveProbe(t, m, "", "a", true)
 			h := rec.Result().Header
 			cs := setCookies(t, h, tt.want.Name)
-			if len(cs) != 1 {
-				t.Fatalf("Set-Cookie = %q, want one %s cookie", h.Values("Set-Cookie"), tt.want.Name)
-			}
+			require.Len(t, cs, 1, "Set-Cookie = %q, want one %s cookie", h.Values("Set-Cookie"), tt.want.Name)
 			c := cs[0]
-			if _, ok := parseID(c.Value, false); !ok {
-				t.Errorf("cookie value = %q, want a session ID", c.Value)
-			}
-			if c.Path != tt.want.Path || c.Domain != tt.want.Domain || c.Secure != tt.want.Secure ||
-				c.HttpOnly != tt.want.HttpOnly || c.SameSite != tt.want.SameSite || c.MaxAge != tt.want.MaxAge || !c.Expires.IsZero() {
-				t.Errorf("Set-Cookie = %q, want %s", h.Get("Set-Cookie"), tt.want.String())
-			}
-			if got := h.Values("Vary"); !slices.Contains(got, "Cookie") {
-				t.Errorf("Vary = %q, want Cookie", got)
-			}
+			_, ok := parseID(c.Value, false)
+			assert.True(t, ok, "cookie value = %q, want a session ID", c.Value)
+			got := http.Cookie{Name: c.Name, Path: c.Path, Domain: c.Domain, Secure: c.Secure, HttpOnly: c.HttpOnly,
+				SameSite: c.SameSite, MaxAge: c.MaxAge, Expires: c.Expires}
+			assert.Equal(t, tt.want, got, "Set-Cookie = %q, want %s and no Expires", h.Get("Set-Cookie"), tt.want.String())
+			vary := h.Values("Vary")
+			assert.Contains(t, vary, "Cookie", "Vary = %q, want Cookie: the response depends on the session cookie", vary)
 		})
 	}
 }
@@ -263,18 +248,15 @@ func TestAddVaryCookie(t *testing.T) {
 			}
 			var spare [1]string
 			addVaryCookie(h, &spare)
-			if got := h.Values("Vary"); !slices.Equal(got, tt.want) {
-				t.Errorf("addVaryCookie(Vary: %q) = %q, want %q", tt.in, got, tt.want)
-			}
+			got := h.Values("Vary")
+			assert.Equal(t, tt.want, got, "addVaryCookie(Vary: %q) = %q, want %q", tt.in, got, tt.want)
 			// A handler adding its own Vary afterwards must not write
 			// into the request's spare storage.
 			h.Add("Vary", "Accept-Language")
-			if spare[0] != "" && spare[0] != "Cookie" {
-				t.Errorf("after Add: spare = %q, want Cookie or empty", spare[0])
-			}
-			if got := h.Values("Vary"); got[len(got)-1] != "Accept-Language" || len(got) != len(tt.want)+1 {
-				t.Errorf("after Add: Vary = %q, want %q then Accept-Language", got, tt.want)
-			}
+			assert.Contains(t, []string{"", "Cookie"}, spare[0], "after Add: spare = %q, want Cookie or empty", spare[0])
+			got = h.Values("Vary")
+			want := append(slices.Clone(tt.want), "Accept-Language")
+			assert.Equal(t, want, got, "after Add: Vary = %q, want %q then Accept-Language", got, tt.want)
 		})
 	}
 }
@@ -293,13 +275,11 @@ func FuzzSessionCookie(f *testing.F) {
 			if id == "" {
 				continue
 			}
-			if _, ok := parseID(id, m.withNode); !ok {
-				t.Fatalf("sessionCookie(%q, %q) = %q, which does not parse", line1, line2, id)
-			}
-			if !strings.Contains(line1, DefaultCookieName+"="+id) && !strings.Contains(line1, DefaultCookieName+`="`+id+`"`) &&
-				!strings.Contains(line2, DefaultCookieName+"="+id) && !strings.Contains(line2, DefaultCookieName+`="`+id+`"`) {
-				t.Fatalf("sessionCookie(%q, %q) = %q, not a cookie value of the request", line1, line2, id)
-			}
+			_, ok := parseID(id, m.withNode)
+			require.True(t, ok, "sessionCookie(%q, %q) = %q, which does not parse, want a valid ID or none", line1, line2, id)
+			inRequest := strings.Contains(line1, DefaultCookieName+"="+id) || strings.Contains(line1, DefaultCookieName+`="`+id+`"`) ||
+				strings.Contains(line2, DefaultCookieName+"="+id) || strings.Contains(line2, DefaultCookieName+`="`+id+`"`)
+			require.True(t, inRequest, "sessionCookie(%q, %q) = %q, not a cookie value of the request, want one of its values", line1, line2, id)
 		}
 	})
 }
@@ -314,22 +294,18 @@ func TestStaleCookieIsCleared(t *testing.T) {
 	stale := testRandom + ".n1.x"
 	br.setSessionID(in, stale)
 	base := servers[0].Ops(t)
-	br.do(in, "GET", "/get?key=a")
-	if d := opsDelta(t, servers[0], base); d != 1 {
-		t.Fatalf("first request with a stale cookie cost %d memcached operations, want 1 get", d)
-	}
-	if id := br.sessionID(in); id != "" {
-		t.Fatalf("cookie after a miss = %q, want it removed", id)
-	}
-	br.do(in, "GET", "/get?key=a")
-	if d := opsDelta(t, servers[0], base); d != 1 {
-		t.Fatalf("second request cost %d more memcached operations, want 0", d-1)
-	}
+	mustDo(t, br, in, "GET", "/get?key=a")
+	d := opsDelta(t, servers[0], base)
+	require.Equal(t, uint64(1), d, "first request with a stale cookie cost %d memcached operations, want 1 get", d)
+	id := br.sessionID(in)
+	require.Empty(t, id, "cookie after a miss = %q, want it removed", id)
+	mustDo(t, br, in, "GET", "/get?key=a")
+	d = opsDelta(t, servers[0], base) - 1
+	require.Zero(t, d, "second request cost %d more memcached operations, want 0: the cookie is gone", d)
 
 	servers[0].Kill()
 	br.setSessionID(in, stale)
-	br.do(in, "GET", "/get?key=a")
-	if id := br.sessionID(in); id != stale {
-		t.Fatalf("cookie after a failed load = %q, want %q kept (the session may come back)", id, stale)
-	}
+	mustDo(t, br, in, "GET", "/get?key=a")
+	id = br.sessionID(in)
+	assert.Equal(t, stale, id, "cookie after a failed load = %q, want %q kept (the session may come back)", id, stale)
 }

@@ -7,6 +7,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestInProcessSession runs a session's whole life without memcached.
@@ -33,40 +36,33 @@ func TestInProcessSession(t *testing.T) {
 		{"GET", "/cart", "x,y"},
 	}
 	for _, s := range steps {
-		if code, body := br.do(in, s.method, s.path); code != http.StatusOK || body != s.want {
-			t.Fatalf("%s %s = %d %q, want 200 %q", s.method, s.path, code, body, s.want)
-		}
+		body := mustDo(t, br, in, s.method, s.path)
+		require.Equal(t, s.want, body, "%s %s = %q, want 200 %q", s.method, s.path, body, s.want)
 	}
 	id := br.sessionID(in)
-	if _, body := br.do(in, "GET", "/id"); body != id {
-		t.Errorf("GET /id = %q, want the cookie's %q", body, id)
-	}
+	body := mustDo(t, br, in, "GET", "/id")
+	assert.Equal(t, id, body, "GET /id = %q, want the cookie's %q", body, id)
 
-	br.do(in, "POST", "/renew")
+	mustDo(t, br, in, "POST", "/renew")
 	renewed := br.sessionID(in)
-	if renewed == id || len(renewed) != randomLen {
-		t.Errorf("RenewID: %q -> %q, want a new ID", id, renewed)
-	}
-	if _, body := br.do(in, "GET", "/keys"); body != "b,cart" {
-		t.Errorf("GET /keys after RenewID = %q, want b,cart", body)
-	}
+	assert.NotEqual(t, id, renewed, "RenewID: %q -> %q, want a new ID", id, renewed)
+	assert.Len(t, renewed, randomLen, "RenewID: %q -> %q, want a new ID of %d hex digits", id, renewed, randomLen)
+	body = mustDo(t, br, in, "GET", "/keys")
+	assert.Equal(t, "b,cart", body, "GET /keys after RenewID = %q, want b,cart: the values move to the new ID", body)
 	old := newBrowser(t)
 	old.setSessionID(in, id)
-	if _, body := old.do(in, "GET", "/keys"); body != "" {
-		t.Errorf("GET /keys with the ID before RenewID = %q, want no session", body)
-	}
+	body = mustDo(t, old, in, "GET", "/keys")
+	assert.Empty(t, body, "GET /keys with the ID before RenewID = %q, want no session", body)
 
-	br.do(in, "POST", "/invalidate")
-	if got := br.sessionID(in); got != "" {
-		t.Errorf("cookie after invalidate = %q, want none", got)
-	}
+	mustDo(t, br, in, "POST", "/invalidate")
+	got := br.sessionID(in)
+	assert.Empty(t, got, "cookie after invalidate = %q, want none", got)
 	old.setSessionID(in, renewed)
-	if _, body := old.do(in, "GET", "/keys"); body != "" {
-		t.Errorf("GET /keys with the invalidated ID = %q, want no session", body)
-	}
-	if st := in.m.Stats(); st.SessionsCreated != 1 || st.SessionsInvalidated != 1 || st.LocalSessions != 0 || st.Nodes != 0 {
-		t.Errorf("Stats() = %+v, want 1 created, 1 invalidated, none left, no nodes", st)
-	}
+	body = mustDo(t, old, in, "GET", "/keys")
+	assert.Empty(t, body, "GET /keys with the invalidated ID = %q, want no session", body)
+	st := in.m.Stats()
+	assert.Equal(t, [4]uint64{1, 1, 0, 0}, [4]uint64{st.SessionsCreated, st.SessionsInvalidated, uint64(st.LocalSessions), uint64(st.Nodes)},
+		"Stats() = %+v, want 1 created, 1 invalidated, none left, no nodes", st)
 }
 
 func TestInProcessIDFormat(t *testing.T) {
@@ -86,13 +82,11 @@ func TestInProcessIDFormat(t *testing.T) {
 				s.Set("a", 1)
 				id = s.ID()
 			})
-			if got := setCookieValue(t, rec.Result().Header); got != id {
-				t.Errorf("cookie = %q, want the session's ID %q", got, id)
-			}
+			got := setCookieValue(t, rec.Result().Header)
+			assert.Equal(t, id, got, "cookie = %q, want the session's ID %q", got, id)
 			random, ok := strings.CutSuffix(id, tt.suffix)
-			if !ok || len(random) != randomLen || strings.Trim(random, "0123456789abcdef") != "" {
-				t.Errorf("ID() = %q, want 32 lowercase hex digits then %q", id, tt.suffix)
-			}
+			wellFormed := ok && len(random) == randomLen && strings.Trim(random, "0123456789abcdef") == ""
+			assert.True(t, wellFormed, "ID() = %q, want 32 lowercase hex digits then %q", id, tt.suffix)
 		})
 	}
 }
@@ -100,24 +94,25 @@ func TestInProcessIDFormat(t *testing.T) {
 func TestIsNew(t *testing.T) {
 	m := newTestManager(t, Config{})
 	var id string
+	ran := 0
 	serveSession(m, "", func(s *Session) {
-		if !s.IsNew() || s.ID() != "" {
-			t.Errorf("before Set: IsNew() = %v, ID() = %q, want true, none", s.IsNew(), s.ID())
-		}
+		ran++
+		assert.True(t, s.IsNew(), "before Set: IsNew() = false, want true")
+		assert.Empty(t, s.ID(), "before Set: ID() = %q, want none", s.ID())
 		s.Set("a", 1)
-		if id = s.ID(); !s.IsNew() || id == "" {
-			t.Errorf("after Set: IsNew() = %v, ID() = %q, want true and an ID", s.IsNew(), id)
-		}
+		id = s.ID()
+		assert.True(t, s.IsNew(), "after Set: IsNew() = false, want true: the session is new in this request")
+		assert.NotEmpty(t, id, "after Set: ID() = none, want an ID")
 	})
 	serveSession(m, DefaultCookieName+"="+id, func(s *Session) {
-		if s.IsNew() || s.ID() != id {
-			t.Errorf("next request: IsNew() = %v, ID() = %q, want false, %q", s.IsNew(), s.ID(), id)
-		}
+		ran++
+		assert.False(t, s.IsNew(), "next request: IsNew() = true, want false")
+		assert.Equal(t, id, s.ID(), "next request: ID() = %q, want %q", s.ID(), id)
 		s.Invalidate()
-		if !s.IsNew() || s.ID() != "" {
-			t.Errorf("after Invalidate: IsNew() = %v, ID() = %q, want true, none", s.IsNew(), s.ID())
-		}
+		assert.True(t, s.IsNew(), "after Invalidate: IsNew() = false, want true")
+		assert.Empty(t, s.ID(), "after Invalidate: ID() = %q, want none", s.ID())
 	})
+	assert.Equal(t, 2, ran, "handlers run = %d, want 2: the checks are inside them", ran)
 }
 
 // TestInvalidateThenSet logs out and starts a new session in one request.
@@ -130,16 +125,16 @@ func TestInvalidateThenSet(t *testing.T) {
 		s.Invalidate()
 		s.Set("flash", "bye")
 		newID = s.ID()
-		if v := s.Get("user"); v != nil {
-			t.Errorf(`Get("user") after Invalidate = %v, want nil`, v)
-		}
+		v := s.Get("user")
+		assert.Nil(t, v, `Get("user") after Invalidate = %v, want nil`, v)
 	})
-	if got := setCookieValue(t, rec.Result().Header); got != newID || newID == oldID || newID == "" {
-		t.Errorf("Set-Cookie = %q, want the new session %q (old %q)", got, newID, oldID)
-	}
-	if st := m.Stats(); st.SessionsCreated != 2 || st.SessionsInvalidated != 1 || st.LocalSessions != 1 {
-		t.Errorf("Stats() = %+v, want 2 created, 1 invalidated, 1 held", st)
-	}
+	got := setCookieValue(t, rec.Result().Header)
+	assert.Equal(t, newID, got, "Set-Cookie = %q, want the new session %q (old %q)", got, newID, oldID)
+	assert.NotEmpty(t, newID, "ID() after Invalidate and Set = none, want a new session's ID")
+	assert.NotEqual(t, oldID, newID, "ID() after Invalidate and Set = %q, want a new ID, not the old one", newID)
+	st := m.Stats()
+	assert.Equal(t, [3]uint64{2, 1, 1}, [3]uint64{st.SessionsCreated, st.SessionsInvalidated, uint64(st.LocalSessions)},
+		"Stats() = %+v, want 2 created, 1 invalidated, 1 held", st)
 }
 
 // TestNoCookieWithoutWrite sends requests that only read, or do not touch
@@ -148,28 +143,22 @@ func TestNoCookieWithoutWrite(t *testing.T) {
 	in := newInstance(t, Config{})
 	for _, path := range []string{"/none", "/get?key=a", "/keys", "/id", "/cart"} {
 		resp, err := http.Get(in.srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "GET %s error = %v, want a response", path, err)
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if got := resp.Header.Values("Set-Cookie"); len(got) != 0 {
-			t.Errorf("GET %s: Set-Cookie %q, want none", path, got)
-		}
+		got := resp.Header.Values("Set-Cookie")
+		assert.Empty(t, got, "GET %s: Set-Cookie %q, want none", path, got)
 	}
 	for _, path := range []string{"/delete?key=a", "/invalidate", "/renew"} {
 		resp, err := http.Post(in.srv.URL+path, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "POST %s error = %v, want a response", path, err)
 		resp.Body.Close()
-		if got := resp.Header.Values("Set-Cookie"); len(got) != 0 {
-			t.Errorf("POST %s: Set-Cookie %q, want none", path, got)
-		}
+		got := resp.Header.Values("Set-Cookie")
+		assert.Empty(t, got, "POST %s: Set-Cookie %q, want none", path, got)
 	}
-	if st := in.m.Stats(); st.SessionsCreated != 0 || st.LocalSessions != 0 || st.RequestsWithSession != 0 {
-		t.Errorf("Stats() = %+v, want no session", st)
-	}
+	st := in.m.Stats()
+	assert.Equal(t, [3]uint64{0, 0, 0}, [3]uint64{st.SessionsCreated, uint64(st.LocalSessions), st.RequestsWithSession},
+		"Stats() = %+v, want no session", st)
 }
 
 // TestIgnore skips session work for static files, even with a valid
@@ -183,39 +172,42 @@ func TestIgnore(t *testing.T) {
 	rec := serveSession(m, "", func(s *Session) { s.Set("a", "1") })
 	id := setCookieValue(t, rec.Result().Header)
 
+	ran := 0
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ran++
 		s := FromContext(r.Context())
-		if s == nil {
-			t.Fatal("FromContext = nil on an ignored request")
-		}
-		if v := s.Get("a"); v != nil || s.ID() != "" || s.Keys() != nil {
-			t.Errorf("ignored request: Get(a) = %v, ID() = %q, Keys() = %v, want no session", v, s.ID(), s.Keys())
-		}
+		require.NotNil(t, s, "FromContext = nil on an ignored request, want a detached Session")
+		v, id, keys := s.Get("a"), s.ID(), s.Keys()
+		noSession := v == nil && id == "" && keys == nil
+		assert.True(t, noSession, "ignored request: Get(a) = %v, ID() = %q, Keys() = %v, want no session", v, id, keys)
 		s.Set("b", "2") // dropped, must not panic
 		s.Delete("a")
 		s.RenewID()
 		s.Invalidate()
-		if v := s.Get("b"); v != nil {
-			t.Errorf("ignored request: Get(b) after Set = %v, want nil", v)
-		}
+		v = s.Get("b")
+		assert.Nil(t, v, "ignored request: Get(b) after Set = %v, want nil", v)
 		io.WriteString(w, "static")
 	}))
 	req := httptest.NewRequest("GET", "/static/app.css", nil)
 	req.Header.Set("Cookie", DefaultCookieName+"="+id)
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	if got := rec.Result().Header; len(got.Values("Set-Cookie")) != 0 || len(got.Values("Vary")) != 0 {
-		t.Errorf("ignored request: Set-Cookie %q, Vary %q, want neither", got.Values("Set-Cookie"), got.Values("Vary"))
-	}
+	require.Equal(t, 1, ran, "handler runs for an ignored request = %d, want 1", ran)
+	got := rec.Result().Header
+	assert.Empty(t, got.Values("Set-Cookie"), "ignored request: Set-Cookie %q, want none", got.Values("Set-Cookie"))
+	assert.Empty(t, got.Values("Vary"), "ignored request: Vary %q, want none", got.Values("Vary"))
 	// The real session is untouched.
+	ran = 0
 	serveSession(m, DefaultCookieName+"="+id, func(s *Session) {
-		if v := s.Get("a"); v != "1" || s.Get("b") != nil || s.ID() != id {
-			t.Errorf("after an ignored request: Get(a) = %v, Get(b) = %v, ID %q, want 1, nil, %q", v, s.Get("b"), s.ID(), id)
-		}
+		ran++
+		a, b, gotID := s.Get("a"), s.Get("b"), s.ID()
+		assert.Equal(t, []any{"1", nil, id}, []any{a, b, gotID},
+			"after an ignored request: Get(a) = %v, Get(b) = %v, ID %q, want 1, nil, %q", a, b, gotID, id)
 	})
-	if st := m.Stats(); st.RequestsIgnored != 1 || st.Requests != 3 || st.SessionsCreated != 1 || st.SessionsInvalidated != 0 {
-		t.Errorf("Stats() = %+v, want 3 requests, 1 ignored, 1 session", st)
-	}
+	assert.Equal(t, 1, ran, "handler runs after the ignored request = %d, want 1: the check is inside it", ran)
+	st := m.Stats()
+	assert.Equal(t, [4]uint64{3, 1, 1, 0}, [4]uint64{st.Requests, st.RequestsIgnored, st.SessionsCreated, st.SessionsInvalidated},
+		"Stats() = %+v, want 3 requests, 1 ignored, 1 session, none invalidated", st)
 }
 
 func TestFromContextOutsideMiddleware(t *testing.T) {
@@ -225,48 +217,49 @@ func TestFromContextOutsideMiddleware(t *testing.T) {
 		context.WithValue(context.Background(), otherKey{}, &Session{}),
 		httptest.NewRequest("GET", "/", nil).Context(),
 	} {
-		if s := FromContext(ctx); s != nil {
-			t.Errorf("FromContext(%v) = %p, want nil", ctx, s)
-		}
+		s := FromContext(ctx)
+		assert.Nil(t, s, "FromContext(%v) = %p, want nil: the context did not come through the middleware", ctx, s)
 	}
 }
 
 func TestGetType(t *testing.T) {
 	m := newTestManager(t, Config{})
+	ran := false
 	serveSession(m, "", func(s *Session) {
-		if v, ok := Get[string](s, "missing"); ok || v != "" {
-			t.Errorf(`Get[string] without a session = %q, %v, want "", false`, v, ok)
-		}
+		ran = true
+		v, ok := Get[string](s, "missing")
+		assert.False(t, ok, `Get[string] without a session = %q, true, want "", false`, v)
+		assert.Empty(t, v, `Get[string] without a session = %q, %v, want "", false`, v, ok)
 		s.Set("n", 42)
 		s.Set("s", "str")
 		s.Set("cart", &cart{Items: []string{"x"}})
 		s.Set("nil", nil)
-		if v, ok := Get[string](s, "n"); ok || v != "" {
-			t.Errorf(`Get[string]("n") = %q, %v, want "", false`, v, ok)
+
+		str, ok := Get[string](s, "n")
+		assert.False(t, ok, `Get[string]("n") = %q, true, want "", false: it holds an int`, str)
+		assert.Empty(t, str, `Get[string]("n") = %q, %v, want "", false`, str, ok)
+		i64, ok := Get[int64](s, "n")
+		assert.False(t, ok, `Get[int64]("n") = %v, true, want 0, false: it holds an int`, i64)
+		assert.Zero(t, i64, `Get[int64]("n") = %v, %v, want 0, false`, i64, ok)
+		n, ok := Get[int](s, "n")
+		assert.True(t, ok, `Get[int]("n") = %v, false, want 42, true`, n)
+		assert.Equal(t, 42, n, `Get[int]("n") = %v, %v, want 42, true`, n, ok)
+		c, ok := Get[cart](s, "cart")
+		assert.False(t, ok, `Get[cart]("cart") = %v, true, want false: it holds a *cart`, c)
+		pc, ok := Get[*cart](s, "cart")
+		if assert.True(t, ok, `Get[*cart]("cart") = %v, false, want the cart`, pc) && assert.NotNil(t, pc, `Get[*cart]("cart") = nil, true, want the cart`) {
+			assert.Equal(t, []string{"x"}, pc.Items, `Get[*cart]("cart").Items = %q, want [x]`, pc.Items)
 		}
-		if v, ok := Get[int64](s, "n"); ok || v != 0 {
-			t.Errorf(`Get[int64]("n") = %v, %v, want 0, false`, v, ok)
-		}
-		if v, ok := Get[int](s, "n"); !ok || v != 42 {
-			t.Errorf(`Get[int]("n") = %v, %v, want 42, true`, v, ok)
-		}
-		if v, ok := Get[cart](s, "cart"); ok {
-			t.Errorf(`Get[cart]("cart") = %v, true, want false: it holds a *cart`, v)
-		}
-		if v, ok := Get[*cart](s, "cart"); !ok || v.Items[0] != "x" {
-			t.Errorf(`Get[*cart]("cart") = %v, %v, want the cart`, v, ok)
-		}
-		if v, ok := Get[any](s, "s"); !ok || v != "str" {
-			t.Errorf(`Get[any]("s") = %v, %v, want "str", true`, v, ok)
-		}
-		if v, ok := Get[string](s, "missing"); ok {
-			t.Errorf(`Get[string]("missing") = %q, true, want false`, v)
-		}
-		if v, ok := Get[*cart](s, "nil"); ok || v != nil {
-			t.Errorf(`Get[*cart]("nil") = %v, %v, want nil, false`, v, ok)
-		}
-		if v := s.Get("missing"); v != nil {
-			t.Errorf(`Get("missing") = %v, want nil`, v)
-		}
+		a, ok := Get[any](s, "s")
+		assert.True(t, ok, `Get[any]("s") = %v, false, want "str", true`, a)
+		assert.Equal(t, any("str"), a, `Get[any]("s") = %v, %v, want "str", true`, a, ok)
+		str, ok = Get[string](s, "missing")
+		assert.False(t, ok, `Get[string]("missing") = %q, true, want false`, str)
+		pc, ok = Get[*cart](s, "nil")
+		assert.False(t, ok, `Get[*cart]("nil") = %v, true, want nil, false: a nil value is no *cart`, pc)
+		assert.Nil(t, pc, `Get[*cart]("nil") = %v, %v, want nil, false`, pc, ok)
+		v2 := s.Get("missing")
+		assert.Nil(t, v2, `Get("missing") = %v, want nil`, v2)
 	})
+	assert.True(t, ran, "the handler did not run, want it run: the checks are inside it")
 }

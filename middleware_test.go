@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 )
 
 type parentKey struct{}
@@ -32,8 +34,8 @@ func TestSessionContext(t *testing.T) {
 		}
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil).WithContext(parent))
-	if !sawSession || !sawParent || !sawDerived || !sawCancel {
-		t.Fatalf("handler saw session %v, parent value %v, session through a derived context %v, parent cancellation %v; want all true",
-			sawSession, sawParent, sawDerived, sawCancel)
-	}
+	assert.True(t, sawSession, "FromContext(r.Context()) in the handler = nil, want the request's Session")
+	assert.True(t, sawParent, "r.Context().Value(parentKey{}) in the handler != \"p\", want the parent context's value")
+	assert.True(t, sawDerived, "FromContext of a context derived from the handler's != FromContext(r.Context()), want the same Session")
+	assert.True(t, sawCancel, "derived context not done within 5s of cancelling the parent, want the parent's cancellation to reach it")
 }

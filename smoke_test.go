@@ -3,22 +3,21 @@ package mcsession
 import (
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
 
 func TestSmokeInProcess(t *testing.T) {
 	in := newInstance(t, Config{})
 	b := newBrowser(t)
-	if code, body := b.do(in, "POST", "/set?key=a&value=1"); code != 200 || body != "ok" {
-		t.Fatalf("set = %d %q", code, body)
-	}
+	body := mustDo(t, b, in, "POST", "/set?key=a&value=1")
+	require.Equal(t, "ok", body, "POST /set?key=a&value=1 = %q, want 200 \"ok\"", body)
 	id := b.sessionID(in)
-	if len(id) != 32 {
-		t.Fatalf("id = %q", id)
-	}
-	if _, body := b.do(in, "GET", "/get?key=a"); body != "1" {
-		t.Fatalf("get = %q", body)
-	}
+	require.Len(t, id, 32, "session cookie = %q, want a 32-digit ID (no route, no node)", id)
+	body = mustDo(t, b, in, "GET", "/get?key=a")
+	assert.Equal(t, "1", body, "GET /get?key=a = %q, want \"1\"", body)
 }
 
 func TestSmokeMemcached(t *testing.T) {
@@ -28,25 +27,22 @@ func TestSmokeMemcached(t *testing.T) {
 	cfg.Route = "b"
 	bi := newInstance(t, cfg)
 	br := newBrowser(t)
-	br.do(a, "POST", "/set?key=a&value=1")
-	br.do(a, "POST", "/cart/add?item=x")
+	mustDo(t, br, a, "POST", "/set?key=a&value=1")
+	mustDo(t, br, a, "POST", "/cart/add?item=x")
 	waitIdle(t, a.m)
 	base0, base1 := servers[0].Ops(t), servers[1].Ops(t)
 	for range 5 {
-		if _, body := br.do(a, "GET", "/get?key=a"); body != "1" {
-			t.Fatalf("get = %q", body)
-		}
+		body := mustDo(t, br, a, "GET", "/get?key=a")
+		require.Equal(t, "1", body, "GET /get?key=a on a = %q, want \"1\"", body)
 	}
 	waitIdle(t, a.m)
-	if d := opsDelta(t, servers[0], base0) + opsDelta(t, servers[1], base1); d != 0 {
-		t.Fatalf("read-only requests cost %d memcached ops", d)
-	}
-	br.do(a, "POST", "/cart/add?item=y")
+	d := opsDelta(t, servers[0], base0) + opsDelta(t, servers[1], base1)
+	require.Zero(t, d, "5 read-only requests on a cost %d memcached operations, want 0: a sticky read stays local", d)
+	mustDo(t, br, a, "POST", "/cart/add?item=y")
 	waitIdle(t, a.m)
 	t.Logf("id after writes: %s stats %+v", br.sessionID(a), a.m.Stats())
 	a.crash()
-	if _, body := br.do(bi, "GET", "/cart"); body != "x,y" {
-		t.Fatalf("cart via b = %q", body)
-	}
+	body := mustDo(t, br, bi, "GET", "/cart")
+	assert.Equal(t, "x,y", body, "GET /cart on b after a crashed = %q, want \"x,y\" taken over from memcached", body)
 	t.Logf("id via b: %s stats %+v", br.sessionID(bi), bi.m.Stats())
 }
