@@ -9,6 +9,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 
 	"github.com/mcsession/mcsession"
@@ -35,9 +36,11 @@ func Example() {
 		s := mcsession.FromContext(r.Context())
 		cart, ok := mcsession.Get[*Cart](s, "cart")
 		if !ok {
-			cart = &Cart{}
+			cart = &Cart{} // a new visitor: an empty cart
 		}
-		cart.Items = append(cart.Items, r.FormValue("item"))
+		// The cart read is shared with the session's other requests: build a
+		// new one rather than append to it in place.
+		cart = &Cart{Items: slices.Concat(cart.Items, []string{r.FormValue("item")})}
 		s.Set("cart", cart)
 		fmt.Fprintln(w, strings.Join(cart.Items, ","))
 	})
