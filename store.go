@@ -358,8 +358,14 @@ func (r *memcacheReplica) record(op *setOp) error {
 	e.mu.Lock()
 	e.unstorable = false
 	e.storedUntil = op.until
-	renamed := e.renamed
-	e.renamed = nil
+	// Re-validate: RenewID may have changed the ID while the set was on
+	// the wire (setID clears e.key; prepare derived it for op). Only a
+	// set under the current ID retires the tombstones of earlier IDs: the
+	// copy just written under an old ID must stay unloadable.
+	var renamed []string
+	if e.key == op.Key {
+		renamed, e.renamed = e.renamed, nil
+	}
 	e.mu.Unlock()
 	if oldKey != "" && oldKey != op.Key {
 		r.deleteKey(oldNode, oldKey, e)

@@ -2,8 +2,12 @@ package mcsession
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcsession/mcsession/internal/memcachetest"
 )
 
 // TestDecideStore pins the store decision, the one place that says what a
@@ -41,4 +45,39 @@ func TestDecideStore(t *testing.T) {
 			assert.Equal(t, tt.mustWrite, mustWrite, "decideStore(%+v) mustWrite", tt.in)
 		})
 	}
+}
+
+// TestRenewDuringSetKeepsOldIDDead pins a race between a store and RenewID:
+// a set decided under the old ID and answered after RenewID must not count
+// as a store under the new ID. It used to: recording it removed the old
+// ID's tombstone, and until the next store the old ID, whose copy that very
+// set had just written, loaded the session again on this instance.
+func TestRenewDuringSetKeepsOldIDDead(t *testing.T) {
+	mc := memcachetest.Start(t)
+	m := newTestManager(t, Config{Nodes: nodesOf(mc), Route: "a", RetryInterval: time.Hour})
+	r := replicaOf(m)
+	e := m.create()
+	require.NoError(t, r.store(e, time.Now().Add(time.Second), true), "first store of the new session")
+	e.mu.Lock()
+	oldID, oldRandom := e.id, e.random
+	e.values.set("k", "v")
+	e.dirty = true
+	e.mu.Unlock()
+
+	e.writeMu.Lock()
+	op, err := r.prepare(e, true) // decided and encoded under the old ID
+	require.NoError(t, err, "prepare")
+	require.NotNil(t, op, "prepare of a changed session: a set")
+	m.renew(e) // RenewID while the set is on the wire
+	op.n.wire.SetJoined(&op.Set)
+	require.NoError(t, op.Err, "the set under the old key")
+	assert.NoError(t, r.record(op), "record")
+	e.writeMu.Unlock()
+
+	tomb, ok := m.sessions.Get(oldRandom)
+	require.True(t, ok, "the old random part after a set under the old ID was recorded: its tombstone must stay")
+	assert.True(t, tomb.removed, "the entry under the old random part is a tombstone")
+	got, gone := m.resolve(oldID)
+	assert.Nil(t, got, "resolve(old ID %s) after RenewID: no session, though memcached holds a copy under it", oldID)
+	assert.True(t, gone, "resolve(old ID) after RenewID: gone")
 }
