@@ -2,13 +2,11 @@ package mcsession
 
 import (
 	"context"
-	"encoding/gob"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,147 +14,6 @@ import (
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
-
-// opTimeout is the OperationTimeout of these tests: generous, so that a
-// machine slowed down by the race detector and parallel tests never takes a
-// healthy node for down and moves sessions to new IDs mid-test.
-const opTimeout = 2 * time.Second
-
-// typedTime is the time.Time that typedApp stores.
-var typedTime = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-
-func init() {
-	gob.Register(time.Time{})
-}
-
-// typedApp is testApp plus two routes for values of the immutable kinds:
-//
-//	POST /typed  sets str, int, float, bool and time
-//	GET  /typed  reads them back with Get[T]; 500 if one is missing
-func typedApp() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /typed", func(w http.ResponseWriter, r *http.Request) {
-		s := FromContext(r.Context())
-		s.Set("str", "s")
-		s.Set("int", 42)
-		s.Set("float", 1.5)
-		s.Set("bool", true)
-		s.Set("time", typedTime)
-	})
-	mux.HandleFunc("GET /typed", func(w http.ResponseWriter, r *http.Request) {
-		s := FromContext(r.Context())
-		str, ok1 := Get[string](s, "str")
-		n, ok2 := Get[int](s, "int")
-		f, ok3 := Get[float64](s, "float")
-		b, ok4 := Get[bool](s, "bool")
-		tm, ok5 := Get[time.Time](s, "time")
-		if !(ok1 && ok2 && ok3 && ok4 && ok5) {
-			http.Error(w, "missing value", http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintf(w, "%s %d %g %t %s", str, n, f, b, tm.Format(time.RFC3339))
-	})
-	mux.Handle("/", testApp())
-	return mux
-}
-
-// typedValues is what POST /typed stores.
-func typedValues() map[string]any {
-	return map[string]any{"str": "s", "int": 42, "float": 1.5, "bool": true, "time": typedTime}
-}
-
-// typedBody is what GET /typed answers after POST /typed.
-const typedBody = "s 42 1.5 true 2024-01-02T03:04:05Z"
-
-// newAppInstance is newInstance with handler h instead of testApp.
-func newAppInstance(t testing.TB, cfg Config, h http.Handler) *instance {
-	t.Helper()
-	m := newTestManager(t, cfg)
-	srv := httptest.NewServer(m.Middleware(h))
-	t.Cleanup(srv.Close)
-	return &instance{m: m, srv: srv}
-}
-
-// serverFor returns the server among servers (named n1, n2, ... as by
-// nodesOf) that a session ID's node part names.
-func serverFor(t testing.TB, servers []*memcachetest.Server, id string) (home *memcachetest.Server, index int) {
-	t.Helper()
-	sid, ok := parseID(id, true)
-	if !ok {
-		t.Fatalf("parseID(%q) failed, want a session ID with a node part", id)
-	}
-	i, err := strconv.Atoi(strings.TrimPrefix(sid.node, "n"))
-	if err != nil || i < 1 || i > len(servers) {
-		t.Fatalf("session ID %q names node %q, want one of n1..n%d", id, sid.node, len(servers))
-	}
-	return servers[i-1], i - 1
-}
-
-// storedSession reads the backup of session id from srv with the raw
-// protocol and decodes it with gob. found is false if srv has no such key.
-func storedSession(t testing.TB, srv *memcachetest.Server, id string) (values map[string]any, found bool) {
-	t.Helper()
-	key := memcacheKey(DefaultKeyPrefix, id)
-	blob, found, err := srv.Get(key)
-	if err != nil {
-		t.Fatalf("Get(%q) on %s: %v", key, srv.Addr(), err)
-	}
-	if !found {
-		return nil, false
-	}
-	_, payload, err := decodeEnvelope(blob, id)
-	if err != nil {
-		t.Fatalf("decodeEnvelope(backup of %s) error = %v", id, err)
-	}
-	values, err = GobTranscoder{}.Decode(payload)
-	if err != nil {
-		t.Fatalf("GobTranscoder.Decode(backup of %s) error = %v", id, err)
-	}
-	return values, true
-}
-
-// holdsLatest reports whether the backup of id on its node holds want.
-func holdsLatest(t testing.TB, servers []*memcachetest.Server, id string, want map[string]any) bool {
-	t.Helper()
-	srv, _ := serverFor(t, servers, id)
-	got, found := storedSession(t, srv, id)
-	return found && reflect.DeepEqual(got, want)
-}
-
-// serverStats reads the counters of every server.
-func serverStats(t testing.TB, servers []*memcachetest.Server) []memcachetest.Stats {
-	t.Helper()
-	out := make([]memcachetest.Stats, len(servers))
-	for i, s := range servers {
-		st, err := s.Stats()
-		if err != nil {
-			t.Fatalf("Stats() of server %d: %v", i, err)
-		}
-		out[i] = st
-	}
-	return out
-}
-
-// opsDiff describes the memcached operations between two readings of one
-// server's counters.
-type opsDiff struct {
-	gets, sets, touches, deletes uint64
-}
-
-func diffOps(before, after memcachetest.Stats) opsDiff {
-	return opsDiff{
-		gets:    after.CmdGet - before.CmdGet,
-		sets:    after.CmdSet - before.CmdSet,
-		touches: after.CmdTouch - before.CmdTouch,
-		deletes: after.DeleteHits + after.DeleteMisses - before.DeleteHits - before.DeleteMisses,
-	}
-}
-
-func (d opsDiff) total() uint64 { return d.gets + d.sets + d.touches + d.deletes }
-
-func (d opsDiff) String() string {
-	return fmt.Sprintf("get %d, set %d, touch %d, delete %d", d.gets, d.sets, d.touches, d.deletes)
-}
 
 // holdsFor checks cond every 5ms for the whole of d, and fails the test the
 // first time it is false. It proves that something does not happen within
@@ -170,67 +27,6 @@ func holdsFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond) // poll for the whole window
 	}
-}
-
-// gateTranscoder is GobTranscoder whose Encode blocks, for any session
-// holding the key "gate", until open is called. A session with a gate value
-// holds the backup worker that picks it up, so a test can fill the queue
-// behind it deterministically.
-type gateTranscoder struct {
-	GobTranscoder
-	entered   chan struct{} // closed when the first gated Encode waits
-	release   chan struct{} // closed by open
-	enterOnce sync.Once
-	openOnce  sync.Once
-	encodes   atomic.Int64
-}
-
-func newGateTranscoder() *gateTranscoder {
-	return &gateTranscoder{entered: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (g *gateTranscoder) Encode(values map[string]any) ([]byte, error) {
-	g.encodes.Add(1)
-	if _, ok := values["gate"]; ok {
-		g.enterOnce.Do(func() { close(g.entered) })
-		<-g.release
-	}
-	return g.GobTranscoder.Encode(values)
-}
-
-// open lets gated encodes through; it is idempotent.
-func (g *gateTranscoder) open() { g.openOnce.Do(func() { close(g.release) }) }
-
-// waitEntered waits until a backup worker is held by the gate.
-func (g *gateTranscoder) waitEntered(t testing.TB) {
-	t.Helper()
-	select {
-	case <-g.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no backup worker reached the gate within 5s")
-	}
-}
-
-// newGatedInstance starts an instance whose backups go through a gate,
-// which is opened when the test ends (before the Manager is closed, so
-// Close never waits on a held worker).
-func newGatedInstance(t testing.TB, cfg Config) (*instance, *gateTranscoder) {
-	t.Helper()
-	g := newGateTranscoder()
-	cfg.Transcoder = g
-	in := newInstance(t, cfg)
-	t.Cleanup(g.open)
-	return in, g
-}
-
-// mustDo sends a request and fails the test unless it answers 200.
-func mustDo(t testing.TB, b *browser, in *instance, method, path string) string {
-	t.Helper()
-	code, body := b.do(in, method, path)
-	if code != http.StatusOK {
-		t.Fatalf("%s %s = %d %q, want 200", method, path, code, body)
-	}
-	return body
 }
 
 // TestStickyHitCostsNoMemcachedOps proves that requests which only read a
@@ -386,7 +182,7 @@ func TestChangeWritesOnceToItsNode(t *testing.T) {
 				after, st1 := serverStats(t, servers), a.m.Stats()
 
 				id := br.sessionID(a)
-				_, home := serverFor(t, servers, id)
+				home := slices.Index(servers, serverOf(t, servers, mustParseID(t, id).node))
 				if seen[home] {
 					continue
 				}
@@ -455,8 +251,7 @@ func TestBackupQueuedSessionIsQueuedOnce(t *testing.T) {
 	}
 	want := map[string]any{"v": strconv.Itoa(changes)}
 	if id := y.sessionID(a); !holdsLatest(t, servers, id, want) {
-		srv, _ := serverFor(t, servers, id)
-		got, _ := storedSession(t, srv, id)
+		got, _ := storedSession(t, serverOf(t, servers, mustParseID(t, id).node), id)
 		t.Errorf("backup of %s = %s, want %s", id, jsonString(got), jsonString(want))
 	}
 }

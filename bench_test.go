@@ -4,18 +4,8 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
-
-// discardWriter is the cheapest http.ResponseWriter, so the benchmarks
-// measure the middleware rather than a recorder.
-type discardWriter struct{ h http.Header }
-
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *discardWriter) WriteHeader(int)             {}
 
 var (
 	benchRead = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -39,37 +29,6 @@ var (
 func benchSession(tb testing.TB, m *Manager) *http.Request {
 	tb.Helper()
 	return sessionRequest(tb, m, func(s *Session) { s.Set("user", "ada") })
-}
-
-// sessionRequest creates a session through m's middleware, filled by set,
-// and returns a request that carries its cookie. It checks that the
-// request finds the session, so a benchmark never measures a miss.
-func sessionRequest(tb testing.TB, m *Manager, set func(s *Session)) *http.Request {
-	tb.Helper()
-	w := &discardWriter{h: http.Header{}}
-	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		set(FromContext(r.Context()))
-	})).ServeHTTP(w, mustRequest(tb, nil))
-	line := w.h.Get("Set-Cookie")
-	c, err := http.ParseSetCookie(line)
-	require.NoError(tb, err, "http.ParseSetCookie(%q) error = %v, want the new session's cookie", line, err)
-	r := mustRequest(tb, c)
-	var isNew bool
-	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		isNew = FromContext(r.Context()).IsNew()
-	})).ServeHTTP(&discardWriter{h: http.Header{}}, r)
-	require.False(tb, isNew, "IsNew() with the cookie %q = true, want false: the request must find the session", c.Value)
-	return r
-}
-
-func mustRequest(tb testing.TB, c *http.Cookie) *http.Request {
-	tb.Helper()
-	r, err := http.NewRequest("GET", "http://example.com/", nil)
-	require.NoError(tb, err, "http.NewRequest error = %v, want nil", err)
-	if c != nil {
-		r.AddCookie(c)
-	}
-	return r
 }
 
 func runHandler(b *testing.B, h http.Handler, r *http.Request) {

@@ -3,7 +3,6 @@ package mcsession
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"runtime"
 	"slices"
@@ -45,7 +44,8 @@ func TestConcurrentRequestsOnOneSessionLoseNothing(t *testing.T) {
 			want := []string{"init"}
 			const n = 50
 			paths := make([]string, n)
-			results := make([]response, n)
+			codes := make([]int, n)
+			bodies := make([]string, n)
 			var wg sync.WaitGroup
 			for i := range n {
 				key := fmt.Sprintf("k%02d", i)
@@ -54,14 +54,13 @@ func TestConcurrentRequestsOnOneSessionLoseNothing(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					results[i] = tryDo(br, a, "POST", paths[i]) // no t calls off the test goroutine
+					// do, not mustDo: this is not the test's goroutine.
+					codes[i], bodies[i] = br.do(a, "POST", paths[i])
 				}()
 			}
 			wg.Wait()
-			for i, r := range results {
-				if assert.NoError(t, r.err, "POST %s: transport error", paths[i]) {
-					assert.Equal(t, http.StatusOK, r.code, "POST %s = %d %q, want 200", paths[i], r.code, r.body)
-				}
+			for i, code := range codes {
+				assert.Equal(t, http.StatusOK, code, "POST %s = %d %q, want 200", paths[i], code, bodies[i])
 			}
 			slices.Sort(want)
 			wantKeys := strings.Join(want, ",")
@@ -245,30 +244,6 @@ func TestInPlaceChangeDoesNotRaceWithBackup(t *testing.T) {
 			assert.Equal(t, strings.Join(want, ","), body, "GET /cart on b = %q, want all 100 items taken over from memcached", body)
 		})
 	}
-}
-
-// response is what tryDo got back.
-type response struct {
-	code int
-	body string
-	err  error
-}
-
-// tryDo is browser.do for goroutines other than the test's: it reports a
-// failure in its result instead of through the test, so the caller checks
-// it on the test goroutine.
-func tryDo(b *browser, in *instance, method, path string) response {
-	req, err := http.NewRequest(method, in.srv.URL+path, nil)
-	if err != nil {
-		return response{err: err}
-	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return response{err: err}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return response{code: resp.StatusCode, body: string(body), err: err}
 }
 
 // settledGoroutines returns runtime.NumGoroutine once it has stayed the

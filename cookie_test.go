@@ -15,41 +15,12 @@ import (
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
 
-// setCookies returns the Set-Cookie headers of h for the cookie named name.
-func setCookies(t testing.TB, h http.Header, name string) []*http.Cookie {
-	t.Helper()
-	var out []*http.Cookie
-	for _, line := range h.Values("Set-Cookie") {
-		c, err := http.ParseSetCookie(line)
-		require.NoError(t, err, "http.ParseSetCookie(%q) error = %v, want a cookie the middleware could have sent", line, err)
-		if c.Name == name {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// setCookieValue returns the value of the one session cookie set in h, or
-// "" if none is set.
-func setCookieValue(t testing.TB, h http.Header) string {
-	t.Helper()
-	cs := setCookies(t, h, DefaultCookieName)
-	require.LessOrEqual(t, len(cs), 1, "%d session cookies set: %q, want at most one", len(cs), h.Values("Set-Cookie"))
-	if len(cs) == 0 {
-		return ""
-	}
-	return cs[0].Value
-}
-
 // cookieManager returns a Manager that is never used to serve requests, for
 // calling sessionCookie.
 func cookieManager(tb testing.TB, cfg Config) *Manager {
 	tb.Helper()
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	m, err := New(cfg)
-	require.NoError(tb, err, "New(%+v) error = %v, want nil", cfg, err)
-	tb.Cleanup(func() { m.Close() })
-	return m
+	return newTestManager(tb, cfg)
 }
 
 func TestSessionCookie(t *testing.T) {

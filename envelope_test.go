@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -226,38 +224,4 @@ func TestCorruptBlobIsCountedMiss(t *testing.T) {
 			}
 		})
 	}
-}
-
-// probeSaw is what probeHandler saw of its session.
-type probeSaw struct {
-	isNew bool
-	id    string
-	keys  []string
-	value string // the string under the probed key
-}
-
-// serveProbe sends one GET through m's middleware with the raw Cookie
-// header cookie (none if empty), to a handler that records what it sees of
-// the session under key and then sets "probe" in it. It bypasses the HTTP
-// client, so the header may hold any bytes.
-func serveProbe(t testing.TB, m *Manager, cookie, key string, set bool) (*httptest.ResponseRecorder, probeSaw) {
-	t.Helper()
-	var saw probeSaw
-	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := FromContext(r.Context())
-		saw.value, _ = Get[string](s, key)
-		saw.isNew = s.IsNew()
-		saw.id = s.ID()
-		saw.keys = s.Keys()
-		if set {
-			s.Set("probe", "1")
-		}
-	}))
-	req := httptest.NewRequest("GET", "/get?key="+key, nil)
-	if cookie != "" {
-		req.Header["Cookie"] = []string{cookie}
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec, saw
 }

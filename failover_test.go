@@ -3,10 +3,8 @@ package mcsession
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,29 +31,6 @@ func failoverConfig(route string, servers ...*memcachetest.Server) Config {
 	}
 }
 
-// mustParseID parses a session ID that must carry a node part.
-func mustParseID(t testing.TB, id string) sessionID {
-	t.Helper()
-	p, ok := parseID(id, true)
-	require.True(t, ok, "parseID(%q) = _, false, want a <random>.<node>[.<route>] ID", id)
-	return p
-}
-
-// serverOf returns the server behind node id "nK" of a nodesOf list.
-func serverOf(t testing.TB, servers []*memcachetest.Server, node string) *memcachetest.Server {
-	t.Helper()
-	i, err := strconv.Atoi(strings.TrimPrefix(node, "n"))
-	require.True(t, err == nil && i >= 1 && i <= len(servers), "node %q is not one of n1..n%d", node, len(servers))
-	return servers[i-1]
-}
-
-// isStored reports whether s holds the backup of session id.
-func isStored(t testing.TB, s *memcachetest.Server, id string) bool {
-	t.Helper()
-	_, found := storedSession(t, s, id)
-	return found
-}
-
 // localID returns the current ID of m's session with random part random,
 // or "" if m does not hold it.
 func localID(m *Manager, random string) string {
@@ -77,31 +52,6 @@ func checkGet(t testing.TB, br *browser, in *instance, key, want string) {
 	code, body := br.do(in, "GET", "/get?key="+key)
 	require.Equal(t, http.StatusOK, code, "GET /get?key=%s = %d %q, want 200", key, code, body)
 	require.Equal(t, want, body, "GET /get?key=%s = %q, want %q", key, body, want)
-}
-
-// checkSet fails the test unless POST /set?key=key&value=value on in
-// answers 200 ok.
-func checkSet(t testing.TB, br *browser, in *instance, key, value string) {
-	t.Helper()
-	code, body := br.do(in, "POST", "/set?key="+key+"&value="+value)
-	require.Equal(t, http.StatusOK, code, "POST /set?key=%s&value=%s = %d %q, want 200", key, value, code, body)
-	require.Equal(t, "ok", body, "POST /set?key=%s&value=%s = %q, want \"ok\"", key, value, body)
-}
-
-// newSessionOn returns a browser whose new session, holding key=value, has
-// an ID naming node. New sessions are spread over the up primary nodes by
-// their random part, so a few tries suffice.
-func newSessionOn(t testing.TB, in *instance, node, key, value string) *browser {
-	t.Helper()
-	for range 64 {
-		br := newBrowser(t)
-		checkSet(t, br, in, key, value)
-		if mustParseID(t, br.sessionID(in)).node == node {
-			return br
-		}
-	}
-	require.FailNow(t, "no new session on node "+node+" in 64 tries")
-	return nil
 }
 
 // checkStored fails the test unless s holds the backup of id, and reports
@@ -476,9 +426,7 @@ func TestSyncBackupVisibleOnOtherInstance(t *testing.T) {
 			}
 		})
 		cfg.Route = "a"
-		held := &instance{m: newTestManager(t, cfg)}
-		held.srv = httptest.NewServer(held.m.Middleware(mux))
-		t.Cleanup(held.srv.Close)
+		held := newAppInstance(t, cfg, mux)
 		for i := range 20 {
 			br := newBrowser(t)
 			want := "held" + strconv.Itoa(i)

@@ -8,8 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const testRandom = "0123456789abcdef0123456789abcdef"
-
 func TestParseID(t *testing.T) {
 	node32 := strings.Repeat("n", 32)
 	route64 := strings.Repeat("r", MaxRouteLen)

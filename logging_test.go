@@ -1,7 +1,6 @@
 package mcsession
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -19,54 +18,10 @@ import (
 // passing of time would. Everything else (the first record, suppression
 // within the interval, kinds being independent) needs no clock at all.
 
-// logRecord is what recordHandler keeps of a record.
-type logRecord struct {
-	level slog.Level
-	msg   string
-	attrs map[string]any
-}
-
-// recordHandler is a slog.Handler that keeps every record it is given.
-// Records below level are not enabled.
-type recordHandler struct {
-	level slog.Leveler
-
-	mu      sync.Mutex // guards records
-	records []logRecord
-}
-
-func (h *recordHandler) Enabled(_ context.Context, l slog.Level) bool {
-	return l >= h.level.Level()
-}
-
-func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{level: r.Level, msg: r.Message, attrs: map[string]any{}}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.attrs[a.Key] = a.Value.Any()
-		return true
-	})
-	h.mu.Lock()
-	h.records = append(h.records, rec)
-	h.mu.Unlock()
-	return nil
-}
-
-func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
-
-// take returns the records written since the last take.
-func (h *recordHandler) take() []logRecord {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	recs := h.records
-	h.records = nil
-	return recs
-}
-
-// newRecordedLogger returns a rateLogger writing to a recordHandler that
+// newRecordedLogger returns a rateLogger writing to a logRecorder that
 // enables level and above.
-func newRecordedLogger(level slog.Leveler) (*rateLogger, *recordHandler) {
-	h := &recordHandler{level: level}
+func newRecordedLogger(level slog.Leveler) (*rateLogger, *logRecorder) {
+	h := &logRecorder{level: level}
 	return newRateLogger(slog.New(h)), h
 }
 

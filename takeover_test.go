@@ -40,7 +40,7 @@ func TestTakeoverAfterInstanceCrash(t *testing.T) {
 	oldSID, ok := parseID(oldID, true)
 	require.True(t, ok, "parseID(%q) = _, false, want the ID instance a gave", oldID)
 	require.Equal(t, "a", oldSID.route, "route of session ID %q from instance a", oldID)
-	home, _ := serverFor(t, servers, oldID)
+	home := serverOf(t, servers, oldSID.node)
 	a.crash()
 
 	// The first request through b takes the session over.
@@ -92,7 +92,7 @@ func TestTakeoverConcurrentRequestsShareOneLoad(t *testing.T) {
 	mustDo(t, br, a, "POST", "/set?key=user&value=alice")
 	waitIdle(t, a.m)
 	oldID := br.sessionID(a)
-	home, _ := serverFor(t, servers, oldID)
+	home := serverOf(t, servers, mustParseID(t, oldID).node)
 	a.crash()
 	before := serverStats(t, servers)
 

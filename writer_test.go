@@ -20,14 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// newHandlerServer serves h through m's middleware on a real HTTP server.
-func newHandlerServer(t *testing.T, m *Manager, h http.HandlerFunc) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(m.Middleware(h))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 // gate returns a channel a handler blocks on and the function that opens
 // it, which may be called any number of times. Register the function with
 // t.Cleanup after the server, so it runs before the server's Close waits
@@ -42,18 +34,17 @@ func gate() (<-chan struct{}, func()) {
 // must already have the cookie and Vary: Cookie while the handler has not
 // finished.
 func TestCookieBeforeFirstByte(t *testing.T) {
-	m := newTestManager(t, Config{})
 	blocked, release := gate()
-	srv := newHandlerServer(t, m, func(w http.ResponseWriter, r *http.Request) {
+	in := newAppInstance(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		FromContext(r.Context()).Set("a", "1")
 		err := http.NewResponseController(w).Flush()
 		assert.NoError(t, err, "Flush() error = %v, want nil: the server's writer flushes", err)
 		<-blocked
 		io.WriteString(w, "body")
-	})
+	}))
 	t.Cleanup(release)
-	resp, err := http.Get(srv.URL)
-	require.NoError(t, err, "GET %s error = %v, want a response", srv.URL, err)
+	resp, err := http.Get(in.srv.URL)
+	require.NoError(t, err, "GET %s error = %v, want a response", in.srv.URL, err)
 	defer resp.Body.Close()
 	// The handler is still blocked: what the client has came with the flush.
 	id := setCookieValue(t, resp.Header)
@@ -65,7 +56,7 @@ func TestCookieBeforeFirstByte(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	assert.NoError(t, err, "reading the body: error = %v, want nil", err)
 	assert.Equal(t, "body", string(body), "body = %q, want body", body)
-	n := m.Stats().LateChanges
+	n := in.m.Stats().LateChanges
 	assert.Zero(t, n, "Stats().LateChanges = %d, want 0: the session changed before the flush", n)
 }
 
@@ -123,9 +114,8 @@ func TestLateChange(t *testing.T) {
 func TestFlushStreams(t *testing.T) {
 	for _, how := range []string{"ResponseController", "http.Flusher"} {
 		t.Run(how, func(t *testing.T) {
-			m := newTestManager(t, Config{})
 			next, release := gate()
-			srv := newHandlerServer(t, m, func(w http.ResponseWriter, r *http.Request) {
+			in := newAppInstance(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				FromContext(r.Context()).Set("a", "1")
 				for i := range 2 {
 					io.WriteString(w, "chunk\n")
@@ -139,10 +129,10 @@ func TestFlushStreams(t *testing.T) {
 						<-next
 					}
 				}
-			})
+			}))
 			t.Cleanup(release)
-			resp, err := http.Get(srv.URL)
-			require.NoError(t, err, "GET %s error = %v, want a response", srv.URL, err)
+			resp, err := http.Get(in.srv.URL)
+			require.NoError(t, err, "GET %s error = %v, want a response", in.srv.URL, err)
 			defer resp.Body.Close()
 			r := bufio.NewReader(resp.Body)
 			line, err := r.ReadString('\n')
@@ -164,8 +154,7 @@ func TestFlushStreams(t *testing.T) {
 func TestHijack(t *testing.T) {
 	for _, how := range []string{"ResponseController", "http.Hijacker"} {
 		t.Run(how, func(t *testing.T) {
-			m := newTestManager(t, Config{})
-			srv := newHandlerServer(t, m, func(w http.ResponseWriter, r *http.Request) {
+			in := newAppInstance(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				FromContext(r.Context()).Set("a", "1")
 				var (
 					conn net.Conn
@@ -183,9 +172,9 @@ func TestHijack(t *testing.T) {
 				defer conn.Close()
 				rw.WriteString("HTTP/1.1 299 Raw\r\nX-Raw: yes\r\nContent-Length: 3\r\nConnection: close\r\n\r\nraw")
 				rw.Flush()
-			})
-			resp, err := http.Get(srv.URL)
-			require.NoError(t, err, "GET %s error = %v, want the raw response", srv.URL, err)
+			}))
+			resp, err := http.Get(in.srv.URL)
+			require.NoError(t, err, "GET %s error = %v, want the raw response", in.srv.URL, err)
 			defer resp.Body.Close()
 			body, err := io.ReadAll(resp.Body)
 			assert.NoError(t, err, "reading the body: error = %v, want nil", err)
@@ -193,7 +182,7 @@ func TestHijack(t *testing.T) {
 			assert.Equal(t, "yes", resp.Header.Get("X-Raw"), "X-Raw = %q, want the raw response's yes", resp.Header.Get("X-Raw"))
 			assert.Equal(t, "raw", string(body), "body = %q, want the raw response's raw", body)
 			// The session was created; the hijacked response could not carry it.
-			eventually(t, 2*time.Second, "session not kept after hijack", func() bool { return m.Stats().SessionsCreated == 1 })
+			eventually(t, 2*time.Second, "session not kept after hijack", func() bool { return in.m.Stats().SessionsCreated == 1 })
 		})
 	}
 }
@@ -201,14 +190,13 @@ func TestHijack(t *testing.T) {
 // TestEarlyHintsDoNotStartResponse sends 103 Early Hints, then changes the
 // session: the cookie must go out with the final response.
 func TestEarlyHintsDoNotStartResponse(t *testing.T) {
-	m := newTestManager(t, Config{})
-	srv := newHandlerServer(t, m, func(w http.ResponseWriter, r *http.Request) {
+	in := newAppInstance(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Link", "</style.css>; rel=preload; as=style")
 		w.WriteHeader(http.StatusEarlyHints)
 		FromContext(r.Context()).Set("a", "1")
 		w.Header().Del("Link")
 		io.WriteString(w, "final")
-	})
+	}))
 	var hints []textproto.MIMEHeader
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
 		if code == http.StatusEarlyHints {
@@ -216,10 +204,10 @@ func TestEarlyHintsDoNotStartResponse(t *testing.T) {
 		}
 		return nil
 	}}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "GET", srv.URL, nil)
-	require.NoError(t, err, "http.NewRequestWithContext(GET %s) error = %v, want a request", srv.URL, err)
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "GET", in.srv.URL, nil)
+	require.NoError(t, err, "http.NewRequestWithContext(GET %s) error = %v, want a request", in.srv.URL, err)
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err, "GET %s error = %v, want a response", srv.URL, err)
+	require.NoError(t, err, "GET %s error = %v, want a response", in.srv.URL, err)
 	defer resp.Body.Close()
 	io.ReadAll(resp.Body)
 	require.Len(t, hints, 1, "103 responses = %v, want one", hints)
@@ -227,15 +215,14 @@ func TestEarlyHintsDoNotStartResponse(t *testing.T) {
 	assert.Empty(t, hints[0].Values("Set-Cookie"), "103 response = %v, want no Set-Cookie: the session changed after it", hints[0])
 	id := setCookieValue(t, resp.Header)
 	assert.NotEmpty(t, id, "final response's Set-Cookie = %q, want a session cookie", resp.Header.Values("Set-Cookie"))
-	n := m.Stats().LateChanges
+	n := in.m.Stats().LateChanges
 	assert.Zero(t, n, "Stats().LateChanges = %d, want 0: 103 must not start the response", n)
 }
 
 // TestWriterUnwrap checks that the wrapper exposes the server's writer to
 // http.ResponseController, so deadlines work through it.
 func TestWriterUnwrap(t *testing.T) {
-	m := newTestManager(t, Config{})
-	srv := newHandlerServer(t, m, func(w http.ResponseWriter, r *http.Request) {
+	in := newAppInstance(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
 		if assert.True(t, ok, "%T has no Unwrap, want one for http.ResponseController", w) {
 			assert.NotNil(t, u.Unwrap(), "%T.Unwrap() = nil, want the server's writer", w)
@@ -246,9 +233,9 @@ func TestWriterUnwrap(t *testing.T) {
 		err = rc.SetReadDeadline(time.Now().Add(time.Minute))
 		assert.NoError(t, err, "SetReadDeadline() error = %v, want nil: the server's writer has deadlines", err)
 		io.WriteString(w, "ok")
-	})
-	resp, err := http.Get(srv.URL)
-	require.NoError(t, err, "GET %s error = %v, want a response", srv.URL, err)
+	}))
+	resp, err := http.Get(in.srv.URL)
+	require.NoError(t, err, "GET %s error = %v, want a response", in.srv.URL, err)
 	resp.Body.Close()
 }
 
@@ -304,10 +291,9 @@ func TestReadFromSendsHeadersFirst(t *testing.T) {
 	path := writeFile(t)
 	for _, fs := range fileServers {
 		t.Run(fs.name, func(t *testing.T) {
-			m := newTestManager(t, Config{})
-			srv := newHandlerServer(t, m, fileHandler(t, path, fs.serve))
-			resp, err := http.Get(srv.URL)
-			require.NoError(t, err, "GET %s error = %v, want the file", srv.URL, err)
+			in := newAppInstance(t, Config{}, fileHandler(t, path, fs.serve))
+			resp, err := http.Get(in.srv.URL)
+			require.NoError(t, err, "GET %s error = %v, want the file", in.srv.URL, err)
 			defer resp.Body.Close()
 			body, err := io.ReadAll(resp.Body)
 			require.NoError(t, err, "reading the body: error = %v, want the file", err)
@@ -318,7 +304,7 @@ func TestReadFromSendsHeadersFirst(t *testing.T) {
 			assert.True(t, ok, "Set-Cookie with a file = %q, want a session ID", id)
 			vary := resp.Header.Values("Vary")
 			assert.Equal(t, []string{"Cookie"}, vary, "Vary with a file = %q, want Cookie", vary)
-			n := m.Stats().LateChanges
+			n := in.m.Stats().LateChanges
 			assert.Zero(t, n, "Stats().LateChanges = %d, want 0: the session changed before the file was sent", n)
 		})
 	}
