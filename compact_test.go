@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestCompactRoundTrip(t *testing.T) {
@@ -140,11 +142,59 @@ func TestFingerprint(t *testing.T) {
 	}
 }
 
-func BenchmarkFingerprintCart(b *testing.B) {
+// benchSessions are the sessions the compact and fingerprint benchmarks
+// use: a cart of three 64-byte items, a mix of the common kinds, and one of
+// the small numeric kinds.
+func benchSessions() []struct {
+	name   string
+	values values
+} {
+	return []struct {
+		name   string
+		values values
+	}{
+		{"cart", valuesOf(map[string]any{"cart": []string{strings.Repeat("x", 64), strings.Repeat("y", 64), strings.Repeat("z", 64)}})},
+		{"mixed", valuesOf(map[string]any{
+			"user": "ada", "n": 42, "admin": true, "price": 9.5, "tags": []string{"a", "b"},
+			"since": time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC),
+		})},
+		{"small", valuesOf(map[string]any{"age": int8(42), "port": uint16(8080), "ratio": float32(0.5), "flags": uint8(3)})},
+	}
+}
+
+// BenchmarkCompact encodes and decodes sessions as GobTranscoder does.
+func BenchmarkCompact(b *testing.B) {
+	for _, s := range benchSessions() {
+		b.Run(s.name+"/encode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				encodeGob(s.values)
+			}
+		})
+		b.Run(s.name+"/decode", func(b *testing.B) {
+			enc, err := encodeGob(s.values)
+			require.NoError(b, err, "encodeGob(%v) error", s.values)
+			b.ReportAllocs()
+			for b.Loop() {
+				GobTranscoder{}.Decode(enc)
+			}
+		})
+	}
+}
+
+// BenchmarkFingerprint hashes sessions as the in-place check does: their
+// fingerprint, or for values it does not cover the hash of their encoding.
+func BenchmarkFingerprint(b *testing.B) {
 	seed := maphash.MakeSeed()
-	values := map[string]any{"cart": []string{strings.Repeat("x", 64), strings.Repeat("y", 64), strings.Repeat("z", 64)}}
-	b.ReportAllocs()
-	for b.Loop() {
-		fingerprint(seed, valuesOf(values))
+	for _, s := range benchSessions() {
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := fingerprint(seed, s.values); !ok {
+					payload, _ := encodeGob(s.values)
+					maphash.Bytes(seed, payload)
+				}
+			}
+		})
 	}
 }

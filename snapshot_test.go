@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestSameValues(t *testing.T) {
@@ -61,5 +63,39 @@ func TestSnapshot(t *testing.T) {
 	}
 	if got := snapshot(nil); got != nil {
 		t.Errorf("snapshot(nil) = %v, want nil", got)
+	}
+}
+
+// BenchmarkSnapshot takes a snapshot of a session and compares the session
+// with it, as the in-place check does after a read: a cart of 50 items with
+// two scalars, and one of the small numeric kinds.
+func BenchmarkSnapshot(b *testing.B) {
+	items := make([]string, 50)
+	for i := range items {
+		items[i] = strings.Repeat(string(rune('a'+i%26)), 40)
+	}
+	for _, s := range []struct {
+		name   string
+		values values
+	}{
+		{"cart", valuesOf(map[string]any{"cart": items, "user": "ada", "n": 42})},
+		{"small", valuesOf(map[string]any{"age": int8(42), "port": uint16(8080), "ratio": float32(0.5), "user": "ada"})},
+	} {
+		b.Run(s.name+"/take", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				snapshot(s.values)
+			}
+		})
+		b.Run(s.name+"/compare", func(b *testing.B) {
+			snap := snapshot(s.values)
+			require.NotNil(b, snap, "snapshot(%v) = nil, want a copy", s.values)
+			b.ReportAllocs()
+			for b.Loop() {
+				if !sameValues(snap, s.values) {
+					b.Fatalf("sameValues(snapshot(v), v) = false, want true")
+				}
+			}
+		})
 	}
 }

@@ -235,6 +235,34 @@ func TestMutable(t *testing.T) {
 	}
 }
 
+// BenchmarkMutable asks mutable, on every read of a session value, about
+// values of common kinds.
+func BenchmarkMutable(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		want bool
+	}{
+		{"string", "ada", false},
+		{"int", 42, false},
+		{"int8", int8(42), false},
+		{"float32", float32(0.5), false},
+		{"time", time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC), false},
+		{"strings", []string{"a"}, true},
+		{"struct", point{1, 2}, false},
+		{"pointer", &cart{}, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if mutable(tc.v) != tc.want {
+					b.Fatalf("mutable(%T) = %t, want %t", tc.v, !tc.want, tc.want)
+				}
+			}
+		})
+	}
+}
+
 // FuzzGobDecode checks that the transcoders' Decode never panics on stored
 // bytes, and that what GobTranscoder decodes it can encode again.
 func FuzzGobDecode(f *testing.F) {
