@@ -2,11 +2,11 @@ package mcsession
 
 import (
 	"hash/maphash"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,29 +19,22 @@ func TestCompactRoundTrip(t *testing.T) {
 		"m": map[string]string{"z": "1", "a": "2"}, "when": when,
 	}
 	b, err := GobTranscoder{}.Encode(values)
-	if err != nil {
-		t.Fatalf("Encode() error = %v", err)
-	}
-	if b[0] != compactMarker {
-		t.Fatalf("Encode(plain values)[0] = %#x, want the compact marker", b[0])
-	}
+	require.NoError(t, err, "Encode(plain values) error = %v, want nil", err)
+	require.NotEmpty(t, b, "Encode(plain values) = no bytes, want the compact form")
+	require.Equal(t, byte(compactMarker), b[0], "Encode(plain values)[0] = %#x, want the compact marker: every value has a plain kind", b[0])
 	got, err := GobTranscoder{}.Decode(b)
-	if err != nil {
-		t.Fatalf("Decode(Encode()) error = %v", err)
-	}
-	if !when.Equal(got["when"].(time.Time)) {
-		t.Errorf("when = %v, want %v", got["when"], when)
-	}
+	require.NoError(t, err, "Decode(Encode(v)) error = %v, want nil", err)
+	gotWhen, ok := got["when"].(time.Time)
+	require.True(t, ok, "Decode(Encode(v))[when] = %T, want time.Time", got["when"])
+	assert.True(t, when.Equal(gotWhen), "Decode(Encode(v))[when] = %v, want %v", gotWhen, when)
 	delete(got, "when")
 	delete(values, "when")
-	if !reflect.DeepEqual(got, values) {
-		t.Errorf("Decode(Encode(v)) = %#v, want %#v", got, values)
-	}
-	again, _ := GobTranscoder{}.Encode(got)
-	b2, _ := GobTranscoder{}.Encode(values)
-	if string(again) != string(b2) {
-		t.Errorf("encoding is not deterministic")
-	}
+	assert.Equal(t, values, got, "Decode(Encode(v)) = %#v, want v with the same types", got)
+	again, err := GobTranscoder{}.Encode(got)
+	require.NoError(t, err, "Encode(Decode(Encode(v))) error = %v, want nil", err)
+	b2, err := GobTranscoder{}.Encode(values)
+	require.NoError(t, err, "Encode(v) error = %v, want nil", err)
+	assert.Equal(t, b2, again, "Encode(Decode(Encode(v))) = %x, want Encode(v) = %x: equal values encode to equal bytes", again, b2)
 }
 
 func TestCompactFallsBackToGob(t *testing.T) {
@@ -49,26 +42,25 @@ func TestCompactFallsBackToGob(t *testing.T) {
 		"struct pointer": &cart{Items: []string{"x"}},
 		"[]int":          []int{1},
 	} {
-		b, err := GobTranscoder{}.Encode(map[string]any{"k": v, "s": "x"})
-		if err != nil {
-			t.Fatalf("%s: Encode() error = %v", name, err)
-		}
-		if b[0] == compactMarker {
-			t.Errorf("%s: Encode() used the compact form for %T", name, v)
-		}
-		got, err := GobTranscoder{}.Decode(b)
-		if err != nil || got["s"] != "x" {
-			t.Errorf("%s: Decode() = %v, %v", name, got, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			b, err := GobTranscoder{}.Encode(map[string]any{"k": v, "s": "x"})
+			require.NoError(t, err, "Encode(%T) error = %v, want nil", v, err)
+			require.NotEmpty(t, b, "Encode(%T) = no bytes, want gob", v)
+			assert.NotEqual(t, byte(compactMarker), b[0], "Encode(%T)[0] = the compact marker, want gob: the compact form has no kind for %T", v, v)
+			got, err := GobTranscoder{}.Decode(b)
+			require.NoError(t, err, "Decode(Encode(%T)) error = %v, want nil", v, err)
+			assert.Equal(t, "x", got["s"], "Decode(Encode(%T))[s] = %#v, want \"x\"", v, got["s"])
+		})
 	}
 }
 
 func TestCompactRejectsCorruption(t *testing.T) {
-	good, _ := GobTranscoder{}.Encode(map[string]any{"cart": []string{"a", "b"}, "n": 3})
+	good, err := GobTranscoder{}.Encode(map[string]any{"cart": []string{"a", "b"}, "n": 3})
+	require.NoError(t, err, "Encode(plain values) error = %v, want nil", err)
+	require.Equal(t, byte(compactMarker), good[0], "Encode(plain values)[0] = %#x, want the compact marker", good[0])
 	for i := 1; i < len(good); i++ {
-		if _, err := decodeCompact(good[:i]); err == nil {
-			t.Errorf("decodeCompact(truncated to %d of %d bytes) = nil error", i, len(good))
-		}
+		_, err := decodeCompact(good[:i])
+		assert.Error(t, err, "decodeCompact(truncated to %d of %d bytes) = nil error, want one", i, len(good))
 	}
 	for _, bad := range []string{
 		"\x00\xff\xff\xff\xff\x0f",              // a count far beyond the input
@@ -79,9 +71,8 @@ func TestCompactRejectsCorruption(t *testing.T) {
 		"\x00\x01\x01k\x06\xff\xff\xff\xff\x1f", // int32 out of range
 		"\x00\x01\x01k\x0c\x01x",                // bad time
 	} {
-		if _, err := decodeCompact([]byte(bad)); err == nil {
-			t.Errorf("decodeCompact(%q) = nil error", bad)
-		}
+		_, err := decodeCompact([]byte(bad))
+		assert.Error(t, err, "decodeCompact(%q) = nil error, want one", bad)
 	}
 }
 
@@ -109,12 +100,9 @@ func TestFingerprint(t *testing.T) {
 			"n": 1, "s": "str", "t": when, "ok": true, "f": 1.5, "raw": []byte("r")}
 	}
 	h0, ok := fingerprint(seed, valuesOf(base()))
-	if !ok {
-		t.Fatalf("fingerprint(plain values) not ok")
-	}
-	if h, _ := fingerprint(seed, valuesOf(base())); h != h0 {
-		t.Fatalf("fingerprint is not stable: %x != %x", h, h0)
-	}
+	require.True(t, ok, "fingerprint(plain values) ok = false, want true")
+	h, _ := fingerprint(seed, valuesOf(base()))
+	require.Equal(t, h0, h, "fingerprint(v) = %x, then %x for equal values, want it stable", h0, h)
 	changes := map[string]func(map[string]any){
 		"slice element": func(v map[string]any) { v["cart"].([]string)[1] = "c" },
 		"slice length":  func(v map[string]any) { v["cart"] = []string{"a", "b", ""} },
@@ -133,13 +121,12 @@ func TestFingerprint(t *testing.T) {
 	for name, change := range changes {
 		v := base()
 		change(v)
-		if h, ok := fingerprint(seed, valuesOf(v)); !ok || h == h0 {
-			t.Errorf("fingerprint after %s = %x, %v; want a different hash", name, h, ok)
-		}
+		h, ok := fingerprint(seed, valuesOf(v))
+		assert.True(t, ok, "fingerprint after %s: ok = false, want true", name)
+		assert.NotEqual(t, h0, h, "fingerprint after %s = %x, want a hash other than %x", name, h, h0)
 	}
-	if _, ok := fingerprint(seed, valuesOf(map[string]any{"p": &cart{}})); ok {
-		t.Errorf("fingerprint(pointer value) ok, want false (hash the encoding instead)")
-	}
+	_, ok = fingerprint(seed, valuesOf(map[string]any{"p": &cart{}}))
+	assert.False(t, ok, "fingerprint(pointer value) ok = true, want false (its encoding is hashed instead)")
 }
 
 // benchSessions are the sessions the compact and fingerprint benchmarks
