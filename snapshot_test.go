@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,12 +37,9 @@ func TestSameValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			snap := snapshot(tt.snap)
-			if snap == nil {
-				t.Fatalf("snapshot(%v) = nil, want a copy", tt.snap)
-			}
-			if got := sameValues(snap, tt.cur); got != tt.want {
-				t.Errorf("sameValues(snapshot(%v), %v) = %t, want %t", tt.snap, tt.cur, got, tt.want)
-			}
+			require.NotNil(t, snap, "snapshot(%v) = nil, want a copy", tt.snap)
+			got := sameValues(snap, tt.cur)
+			assert.Equal(t, tt.want, got, "sameValues(snapshot(%v), %v) = %t, want %t", tt.snap, tt.cur, got, tt.want)
 		})
 	}
 }
@@ -51,19 +49,16 @@ func TestSnapshot(t *testing.T) {
 		tags := []string{"a", "b"}
 		vs := values{{"tags", tags}}
 		snap := snapshot(vs)
+		require.NotNil(t, snap, "snapshot(%v) = nil, want a copy", vs)
 		tags[1] = "changed in place"
-		if sameValues(snap, vs) {
-			t.Errorf("sameValues after an in-place change = true, want false: the snapshot shares the slice")
-		}
+		assert.False(t, sameValues(snap, vs), "sameValues after an in-place change = true, want false: the snapshot shares the slice")
 	})
 	for _, v := range []any{&cart{}, map[string]string{"a": "b"}, []byte("ab"), []int{1}, struct{ A int }{1}} {
-		if got := snapshot(values{{"s", "x"}, {"v", v}}); got != nil {
-			t.Errorf("snapshot with a %T = %v, want nil (fingerprinted instead)", v, got)
-		}
+		got := snapshot(values{{"s", "x"}, {"v", v}})
+		assert.Nil(t, got, "snapshot with a %T = %v, want nil (fingerprinted instead)", v, got)
 	}
-	if got := snapshot(nil); got != nil {
-		t.Errorf("snapshot(nil) = %v, want nil", got)
-	}
+	got := snapshot(nil)
+	assert.Nil(t, got, "snapshot(nil) = %v, want nil", got)
 }
 
 // BenchmarkSnapshot takes a snapshot of a session and compares the session
