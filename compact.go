@@ -118,65 +118,7 @@ func decodeCompact(b []byte) (map[string]any, error) {
 	values := make(map[string]any, min(n, 64))
 	for range n {
 		k := d.string()
-		if d.err != nil || len(d.b) == 0 {
-			return nil, errCompact
-		}
-		tag := d.b[0]
-		d.b = d.b[1:]
-		var v any
-		switch tag {
-		case tagString:
-			v = d.string()
-		case tagBytes:
-			v = []byte(d.string())
-		case tagBool:
-			if len(d.b) == 0 || d.b[0] > 1 {
-				return nil, errCompact
-			}
-			v, d.b = d.b[0] == 1, d.b[1:]
-		case tagInt:
-			v = int(d.varint())
-		case tagInt64:
-			v = d.varint()
-		case tagInt32:
-			x := d.varint()
-			if x != int64(int32(x)) {
-				return nil, errCompact
-			}
-			v = int32(x)
-		case tagUint:
-			v = uint(d.uvarint())
-		case tagUint64:
-			v = d.uvarint()
-		case tagFloat64:
-			if len(d.b) < 8 {
-				return nil, errCompact
-			}
-			v, d.b = math.Float64frombits(binary.LittleEndian.Uint64(d.b)), d.b[8:]
-		case tagStrings:
-			c := d.count()
-			s := make([]string, 0, c)
-			for range c {
-				s = append(s, d.string())
-			}
-			v = s
-		case tagStringMap:
-			c := d.count()
-			m := make(map[string]string, min(c, 64))
-			for range c {
-				mk := d.string()
-				m[mk] = d.string()
-			}
-			v = m
-		case tagTime:
-			var t time.Time
-			if err := t.UnmarshalBinary([]byte(d.string())); err != nil {
-				return nil, errCompact
-			}
-			v = t
-		default:
-			return nil, errCompact
-		}
+		v := d.value()
 		if d.err != nil {
 			return nil, errCompact
 		}
@@ -192,6 +134,104 @@ func decodeCompact(b []byte) (map[string]any, error) {
 type compactDecoder struct {
 	b   []byte
 	err error
+}
+
+// value reads one tagged value.
+func (d *compactDecoder) value() any {
+	switch d.byte() {
+	case tagString:
+		return d.string()
+	case tagBytes:
+		return []byte(d.string())
+	case tagBool:
+		return d.bool()
+	case tagInt:
+		return int(d.varint())
+	case tagInt64:
+		return d.varint()
+	case tagInt32:
+		return int32(d.varintIn(math.MinInt32, math.MaxInt32))
+	case tagUint:
+		return uint(d.uvarint())
+	case tagUint64:
+		return d.uvarint()
+	case tagFloat64:
+		return math.Float64frombits(d.fixed64())
+	case tagStrings:
+		return d.strings()
+	case tagStringMap:
+		return d.stringMap()
+	case tagTime:
+		return d.time()
+	}
+	d.err = errCompact
+	return nil
+}
+
+func (d *compactDecoder) byte() byte {
+	if d.err != nil || len(d.b) == 0 {
+		d.err = errCompact
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *compactDecoder) bool() bool {
+	c := d.byte()
+	if c > 1 {
+		d.err = errCompact
+	}
+	return c == 1
+}
+
+// fixed64 reads 8 bytes, little endian.
+func (d *compactDecoder) fixed64() uint64 {
+	if d.err != nil || len(d.b) < 8 {
+		d.err = errCompact
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+// varintIn reads a varint that must lie in [lo, hi].
+func (d *compactDecoder) varintIn(lo, hi int64) int64 {
+	v := d.varint()
+	if v < lo || v > hi {
+		d.err = errCompact
+		return 0
+	}
+	return v
+}
+
+func (d *compactDecoder) strings() []string {
+	n := d.count()
+	s := make([]string, 0, n)
+	for range n {
+		s = append(s, d.string())
+	}
+	return s
+}
+
+func (d *compactDecoder) stringMap() map[string]string {
+	n := d.count()
+	m := make(map[string]string, min(n, 64))
+	for range n {
+		k := d.string()
+		m[k] = d.string()
+	}
+	return m
+}
+
+func (d *compactDecoder) time() time.Time {
+	var t time.Time
+	if err := t.UnmarshalBinary([]byte(d.string())); err != nil {
+		d.err = errCompact
+	}
+	return t
 }
 
 func (d *compactDecoder) uvarint() uint64 {
