@@ -1,6 +1,7 @@
 package mcsession
 
 import (
+	"fmt"
 	"hash/maphash"
 	"strings"
 	"testing"
@@ -63,17 +64,69 @@ func TestCompactRejectsCorruption(t *testing.T) {
 		assert.Error(t, err, "decodeCompact(truncated to %d of %d bytes) = nil error, want one", i, len(good))
 	}
 	for _, bad := range []string{
-		"\x00\xff\xff\xff\xff\x0f",              // a count far beyond the input
-		"\x00\x01\x01k\x63",                     // unknown tag
-		"\x00\x01\x01k\x03\x02",                 // bool that is not 0 or 1
-		"\x00\x01\x01k\x01\x05ab",               // string longer than the rest
-		"\x00\x01\x01k\x01\x01a" + "extra",      // trailing bytes
-		"\x00\x01\x01k\x06\xff\xff\xff\xff\x1f", // int32 out of range
-		"\x00\x01\x01k\x0c\x01x",                // bad time
+		"\x00\xff\xff\xff\xff\x0f",                       // a count far beyond the input
+		"\x00\x01\x01k\x63",                              // unknown tag
+		"\x00\x01\x01k\x03\x02",                          // bool that is not 0 or 1
+		"\x00\x01\x01k\x01\x05ab",                        // string longer than the rest
+		"\x00\x01\x01k\x01\x01a" + "extra",               // trailing bytes
+		"\x00\x01\x01k\x06\xff\xff\xff\xff\x1f",          // int32 out of range
+		"\x00\x01\x01k\x0c\x01x",                         // bad time
+		"\x00\x01\x01k\x00",                              // tag 0: kindOther has no tag
+		"\x00\x01\x01k\x16",                              // the tag after the last kind
+		"\x00\x01\x01k\x0d\x80\x02",                      // int8 out of range (128)
+		"\x00\x01\x01k\x0e\x80\xf1\x04",                  // int16 out of range (40000)
+		"\x00\x01\x01k\x0f\x80\x02",                      // uint8 out of range (256)
+		"\x00\x01\x01k\x10\x80\x80\x04",                  // uint16 out of range (65536)
+		"\x00\x01\x01k\x11\x80\x80\x80\x80\x10",          // uint32 out of range (1<<32)
+		"\x00\x01\x01k\x13\x00\x00\x00",                  // float32 of 3 bytes
+		"\x00\x01\x01k\x09\x00\x00\x00\x00",              // float64 of 4 bytes
+		"\x00\x01\x01k\x14\x00\x00\x00\x00",              // complex64 without its imaginary part
+		"\x00\x01\x01k\x15" + strings.Repeat("\x00", 15), // complex128 a byte short
 	} {
 		_, err := decodeCompact([]byte(bad))
 		assert.Error(t, err, "decodeCompact(%q) = nil error, want one", bad)
 	}
+}
+
+// FuzzDecodeCompact checks that decodeCompact never panics on stored
+// bytes, and that what it decodes encodes again to bytes that decode to the
+// same encoding: one canonical form per session.
+func FuzzDecodeCompact(f *testing.F) {
+	for _, pair := range kindSamples() {
+		for _, v := range pair {
+			b, ok := appendCompact(nil, values{{"k", v}})
+			require.True(f, ok, "appendCompact(%T) ok = false, want a seed", v)
+			f.Add(b)
+		}
+	}
+	all, ok := appendCompact(nil, kindSession())
+	require.True(f, ok, "appendCompact(one value of every kind) ok = false, want a seed")
+	f.Add(all)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 || data[0] != compactMarker {
+			return // GobTranscoder.Decode hands only these to decodeCompact
+		}
+		got, err := decodeCompact(data)
+		if err != nil {
+			return
+		}
+		b, ok := appendCompact(nil, valuesOf(got))
+		require.True(t, ok, "appendCompact(decodeCompact(%q)) ok = false, want every decoded value encodable", data)
+		again, err := decodeCompact(b)
+		require.NoError(t, err, "decodeCompact(appendCompact(decodeCompact(%q))) error = %v, want nil", data, err)
+		b2, ok := appendCompact(nil, valuesOf(again))
+		require.True(t, ok, "appendCompact of the second decode ok = false, want true")
+		assert.Equal(t, b, b2, "re-encoding %q gave %x, then %x, want one canonical form", data, b, b2)
+	})
+}
+
+// kindSession returns a session holding one value of every plain kind.
+func kindSession() values {
+	var vs values
+	for k, pair := range kindSamples() {
+		vs.set(fmt.Sprintf("k%02d", k), pair[1])
+	}
+	return vs
 }
 
 func BenchmarkTranscoderCart(b *testing.B) {

@@ -1,12 +1,9 @@
 package mcsession
 
-import (
-	"slices"
-	"time"
-)
+import "slices"
 
 // snapshot returns a copy of vs that sameValues can compare with later
-// values: the values themselves for immutable kinds, a copy of the slice for
+// values: the values themselves for scalar kinds, a copy of the slice for
 // a []string (its strings are shared, not copied). It returns nil if a
 // value is of any other kind: such sessions are always fingerprinted.
 func snapshot(vs values) values {
@@ -14,7 +11,7 @@ func snapshot(vs values) values {
 		return nil
 	}
 	for _, f := range vs {
-		if _, ok := f.value.([]string); !ok && !comparableScalar(f.value) {
+		if k := kindOf(f.value); k != kindStrings && !k.scalar() {
 			return nil
 		}
 	}
@@ -39,30 +36,21 @@ func sameValues(snap, vs values) bool {
 		if f.key != snap[i].key {
 			return false
 		}
-		switch v := f.value.(type) {
-		case []string:
+		switch k := kindOf(f.value); {
+		case k == kindStrings:
 			w, ok := snap[i].value.([]string)
-			if !ok || !slices.Equal(v, w) {
+			if !ok || !slices.Equal(f.value.([]string), w) {
+				return false
+			}
+		case k.scalar():
+			// A snapshot holds only []string and scalars, so == cannot
+			// panic: different dynamic types are simply unequal.
+			if f.value != snap[i].value {
 				return false
 			}
 		default:
-			// A snapshot holds only []string and comparable scalars, so
-			// == cannot panic: different dynamic types are simply unequal.
-			if !comparableScalar(v) || f.value != snap[i].value {
-				return false
-			}
+			return false
 		}
 	}
 	return true
-}
-
-// comparableScalar reports whether v is of a kind that is immutable and
-// compares with ==.
-func comparableScalar(v any) bool {
-	switch v.(type) {
-	case string, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64,
-		uintptr, float32, float64, complex64, complex128, time.Time:
-		return true
-	}
-	return false
 }

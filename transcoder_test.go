@@ -241,6 +241,9 @@ func FuzzGobDecode(f *testing.F) {
 	good, err := GobTranscoder{}.Encode(map[string]any{"a": "b", "cart": &cart{Items: []string{"x"}}, "n": 1})
 	require.NoError(f, err, "Encode(seed values) error = %v, want nil", err)
 	f.Add(good)
+	all, err := encodeGob(kindSession())
+	require.NoError(f, err, "encodeGob(one value of every kind) error = %v, want nil", err)
+	f.Add(all)
 	f.Add([]byte(`{"a":"b"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		values, err := GobTranscoder{}.Decode(data)
