@@ -164,20 +164,48 @@ type settings struct {
 }
 
 // resolve applies defaults and validates c. The error says which field is
-// wrong and why.
+// wrong and why; when several are wrong, it names the first in the order
+// checked here.
 func resolve(c Config) (settings, error) {
 	s := settings{Config: c}
-	if _, err := nodespec.Parse(c.Nodes, ""); err != nil {
-		return s, configError("Nodes", err.Error())
-	}
-	nodes, err := nodespec.Parse(c.Nodes, c.FailoverNodes)
+	nodes, err := parseNodes(c.Nodes, c.FailoverNodes)
 	if err != nil {
-		return s, configError("FailoverNodes", err.Error())
+		return s, err
 	}
 	s.nodes = nodes
 	if err := checkRoute(c.Route); err != nil {
 		return s, err
 	}
+	if err := s.resolveTimes(); err != nil {
+		return s, err
+	}
+	if err := s.resolveSizes(); err != nil {
+		return s, err
+	}
+	if err := s.resolveBackend(); err != nil {
+		return s, err
+	}
+	if err := s.Cookie.resolve(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// parseNodes parses Nodes and FailoverNodes. Nodes is parsed alone first,
+// so that an error in it is reported as one of Nodes, not FailoverNodes.
+func parseNodes(nodes, failover string) ([]nodespec.Node, error) {
+	if _, err := nodespec.Parse(nodes, ""); err != nil {
+		return nil, configError("Nodes", err.Error())
+	}
+	out, err := nodespec.Parse(nodes, failover)
+	if err != nil {
+		return nil, configError("FailoverNodes", err.Error())
+	}
+	return out, nil
+}
+
+// resolveTimes defaults and checks the durations.
+func (s *settings) resolveTimes() error {
 	durations := []struct {
 		name string
 		v    *time.Duration
@@ -192,7 +220,7 @@ func resolve(c Config) (settings, error) {
 	}
 	for _, d := range durations {
 		if *d.v < 0 {
-			return s, configError(d.name, "must not be negative")
+			return configError(d.name, "must not be negative")
 		}
 		if *d.v == 0 {
 			*d.v = d.def
@@ -202,14 +230,19 @@ func resolve(c Config) (settings, error) {
 		s.SweepInterval = min(DefaultSweepInterval, s.IdleTimeout/4)
 	}
 	if s.IdleTimeout < time.Second {
-		return s, configError("IdleTimeout", "must be at least 1s")
+		return configError("IdleTimeout", "must be at least 1s")
 	}
 	if s.Lifetime < 0 {
-		return s, configError("Lifetime", "must not be negative")
+		return configError("Lifetime", "must not be negative")
 	}
 	if s.Lifetime != 0 && s.Lifetime < time.Second {
-		return s, configError("Lifetime", "must be at least 1s, or 0 for no limit")
+		return configError("Lifetime", "must be at least 1s, or 0 for no limit")
 	}
+	return nil
+}
+
+// resolveSizes defaults and checks the worker count and the size limits.
+func (s *settings) resolveSizes() error {
 	ints := []struct {
 		name string
 		v    *int
@@ -221,17 +254,22 @@ func resolve(c Config) (settings, error) {
 	}
 	for _, n := range ints {
 		if *n.v < 0 {
-			return s, configError(n.name, "must not be negative")
+			return configError(n.name, "must not be negative")
 		}
 		if *n.v == 0 {
 			*n.v = n.def
 		}
 	}
+	return nil
+}
+
+// resolveBackend defaults and checks KeyPrefix, Transcoder and Logger.
+func (s *settings) resolveBackend() error {
 	if s.KeyPrefix == "" {
 		s.KeyPrefix = DefaultKeyPrefix
 	}
 	if len(s.KeyPrefix) > 64 || !legalKey(s.KeyPrefix) {
-		return s, configError("KeyPrefix", "must be at most 64 bytes without spaces or control characters")
+		return configError("KeyPrefix", "must be at most 64 bytes without spaces or control characters")
 	}
 	if s.Transcoder == nil {
 		s.Transcoder = GobTranscoder{}
@@ -239,22 +277,27 @@ func resolve(c Config) (settings, error) {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
-	if s.Cookie.Name == "" {
-		s.Cookie.Name = DefaultCookieName
+	return nil
+}
+
+// resolve defaults and checks the cookie settings.
+func (c *CookieConfig) resolve() error {
+	if c.Name == "" {
+		c.Name = DefaultCookieName
 	}
-	if !validCookieName(s.Cookie.Name) {
-		return s, configError("Cookie.Name", fmt.Sprintf("%q is not a valid cookie name", s.Cookie.Name))
+	if !validCookieName(c.Name) {
+		return configError("Cookie.Name", fmt.Sprintf("%q is not a valid cookie name", c.Name))
 	}
-	if s.Cookie.Path == "" {
-		s.Cookie.Path = DefaultCookiePath
+	if c.Path == "" {
+		c.Path = DefaultCookiePath
 	}
-	if s.Cookie.SameSite == 0 {
-		s.Cookie.SameSite = http.SameSiteLaxMode
+	if c.SameSite == 0 {
+		c.SameSite = http.SameSiteLaxMode
 	}
-	if s.Cookie.SameSite == http.SameSiteNoneMode && !s.Cookie.Secure {
-		return s, configError("Cookie.SameSite", "SameSite=None needs Secure (browsers reject it otherwise)")
+	if c.SameSite == http.SameSiteNoneMode && !c.Secure {
+		return configError("Cookie.SameSite", "SameSite=None needs Secure (browsers reject it otherwise)")
 	}
-	return s, nil
+	return nil
 }
 
 // checkRoute reports whether r is a valid Route: empty, or [A-Za-z0-9_-]+ of

@@ -1,12 +1,14 @@
 package mcsession
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestNewConfigError(t *testing.T) {
@@ -58,18 +60,13 @@ func TestNewConfigError(t *testing.T) {
 				m.Close()
 			}
 			var ce *ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("New(%+v) = %v, want a *ConfigError", tt.cfg, err)
-			}
-			if m != nil {
-				t.Errorf("New(%+v) returned a Manager with error %v", tt.cfg, err)
-			}
-			if !strings.Contains(ce.Field, tt.field) {
-				t.Errorf("New(%+v) error Field = %q, want %q", tt.cfg, ce.Field, tt.field)
-			}
-			if msg := err.Error(); !strings.HasPrefix(msg, "mcsession: ") || !strings.Contains(msg, "Config."+ce.Field) || ce.Problem == "" {
-				t.Errorf("New(%+v) error = %q, want it to start with mcsession: and name Config.%s", tt.cfg, msg, tt.field)
-			}
+			require.ErrorAs(t, err, &ce, "New(%+v) = %v, want a *ConfigError", tt.cfg, err)
+			assert.Nil(t, m, "New(%+v) returned a Manager with error %v, want nil", tt.cfg, err)
+			assert.Contains(t, ce.Field, tt.field, "New(%+v) error Field = %q, want %q", tt.cfg, ce.Field, tt.field)
+			msg := err.Error()
+			assert.True(t, strings.HasPrefix(msg, "mcsession: "), "New(%+v) error = %q, want it to start with mcsession: ", tt.cfg, msg)
+			assert.Contains(t, msg, "Config."+ce.Field, "New(%+v) error = %q, want it to name Config.%s", tt.cfg, msg, ce.Field)
+			assert.NotEmpty(t, ce.Problem, "New(%+v) error Problem = \"\", want what is wrong with %s", tt.cfg, ce.Field)
 		})
 	}
 }
@@ -91,9 +88,7 @@ func TestNewValidConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.cfg.Logger = slog.New(slog.DiscardHandler)
 			m, err := New(tt.cfg)
-			if err != nil {
-				t.Fatalf("New(%+v) error = %v, want nil", tt.cfg, err)
-			}
+			require.NoError(t, err, "New(%+v) error = %v, want nil", tt.cfg, err)
 			m.Close()
 		})
 	}
@@ -101,9 +96,7 @@ func TestNewValidConfig(t *testing.T) {
 
 func TestResolveDefaults(t *testing.T) {
 	s, err := resolve(Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "resolve(Config{}) error = %v, want nil: the zero Config is valid", err)
 	checks := []struct {
 		name      string
 		got, want any
@@ -127,17 +120,13 @@ func TestResolveDefaults(t *testing.T) {
 		{"nodes", len(s.nodes), 0},
 	}
 	for _, c := range checks {
-		if c.got != c.want {
-			t.Errorf("resolve(Config{}).%s = %v, want %v", c.name, c.got, c.want)
-		}
+		// Compared with ==, not DeepEqual: Logger must be slog.Default()
+		// itself, not an equal logger.
+		assert.True(t, c.got == c.want, "resolve(Config{}).%s = %v, want %v", c.name, c.got, c.want)
 	}
 
 	// A short IdleTimeout sweeps more often than once a minute.
 	s, err = resolve(Config{IdleTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.SweepInterval != 500*time.Millisecond {
-		t.Errorf("resolve(IdleTimeout 2s).SweepInterval = %v, want 500ms", s.SweepInterval)
-	}
+	require.NoError(t, err, "resolve(IdleTimeout 2s) error = %v, want nil", err)
+	assert.Equal(t, 500*time.Millisecond, s.SweepInterval, "resolve(IdleTimeout 2s).SweepInterval = %v, want 500ms", s.SweepInterval)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"slices"
 	"time"
 )
 
@@ -37,11 +36,13 @@ type Transcoder interface {
 // makes the session look changed and costs a write; use structs or slices for
 // values read on hot paths. The zero value is ready to use.
 //
-// Sessions whose values are all strings, []byte, bools, int, int32, int64,
-// uint, uint64, float64, []string, map[string]string or time.Time are
-// written in a compact form instead, about ten times faster to encode and
-// decode than gob; Decode reads both forms, and the values come back with
-// the same types either way.
+// Sessions whose values all have one of these types are written in a
+// compact form instead, about ten times faster to encode and decode than
+// gob: string, []byte, bool, int, int8, int16, int32, int64, uint, uint8,
+// uint16, uint32, uint64, uintptr, float32, float64, complex64, complex128,
+// []string, map[string]string and time.Time (exactly these types, not types
+// defined from them). Decode reads both forms, and the values come back
+// with the same types either way.
 type GobTranscoder struct{}
 
 // gobAttr is one session value as gob encodes it. Sessions are encoded as a
@@ -160,12 +161,13 @@ func (v jsonValue) decodeAny() any {
 
 // mutable reports whether a handler holding v could change the session's
 // state without calling Set: v is, or may contain, a pointer, map, slice,
-// channel or interface. Values of the common immutable kinds are answered
-// without reflection.
+// channel or interface. Values of a plain kind are answered by the kind
+// table, without reflection.
 func mutable(v any) bool {
-	switch v.(type) {
-	case nil, string, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64,
-		uintptr, float32, float64, complex64, complex128:
+	if k := kindOf(v); k != kindOther {
+		return !k.scalar()
+	}
+	if v == nil {
 		return false
 	}
 	return mutableType(reflect.TypeOf(v), 0)
@@ -191,13 +193,4 @@ func mutableType(t reflect.Type, depth int) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys(values map[string]any) []string {
-	keys := make([]string, 0, len(values))
-	for k := range values {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

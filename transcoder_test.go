@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
@@ -81,29 +83,17 @@ func TestGobTranscoderRoundTrip(t *testing.T) {
 	}
 	var gt GobTranscoder
 	b, err := gt.Encode(values)
-	if err != nil {
-		t.Fatalf("Encode(%v) error = %v", values, err)
-	}
+	require.NoError(t, err, "Encode(%v) error = %v, want nil", values, err)
 	got, err := gt.Decode(b)
-	if err != nil {
-		t.Fatalf("Decode(Encode(%v)) error = %v", values, err)
-	}
-	if !reflect.DeepEqual(got, values) {
-		t.Errorf("Decode(Encode(%#v)) = %#v", values, got)
-	}
-	for _, k := range sortedKeys(values) {
-		if _, ok := got[k]; !ok {
-			t.Errorf("Decode(Encode(values)) lost key %q (value %#v)", k, values[k])
-		}
-	}
+	require.NoError(t, err, "Decode(Encode(%v)) error = %v, want nil", values, err)
+	assert.Equal(t, values, got, "Decode(Encode(v)) = %#v, want v with the same types", got)
 
 	empty, err := gt.Encode(map[string]any{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := gt.Decode(empty); err != nil || len(got) != 0 || got == nil {
-		t.Errorf("Decode(Encode({})) = %#v, %v, want an empty map", got, err)
-	}
+	require.NoError(t, err, "Encode({}) error = %v, want nil", err)
+	got, err = gt.Decode(empty)
+	require.NoError(t, err, "Decode(Encode({})) error = %v, want nil", err)
+	assert.NotNil(t, got, "Decode(Encode({})) = nil, want an empty map")
+	assert.Empty(t, got, "Decode(Encode({})) = %#v, want an empty map", got)
 }
 
 func TestGobTranscoderDeterministic(t *testing.T) {
@@ -114,60 +104,48 @@ func TestGobTranscoderDeterministic(t *testing.T) {
 	values["cart"] = &cart{Items: []string{"x"}}
 	var gt GobTranscoder
 	first, err := gt.Encode(values)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 20 {
+	require.NoError(t, err, "Encode(values) error = %v, want nil", err)
+	for i := range 20 {
 		b, err := gt.Encode(values)
-		if err != nil || !bytes.Equal(b, first) {
-			t.Fatalf("Encode(values) = %x, %v; first %x", b, err, first)
-		}
+		require.NoError(t, err, "Encode(values) #%d error = %v, want nil", i+2, err)
+		require.Equal(t, first, b, "Encode(values) #%d = %x, want %x as the first time: map order must not show", i+2, b, first)
 	}
 }
 
 func TestGobTranscoderErrors(t *testing.T) {
 	var gt GobTranscoder
-	if _, err := gt.Encode(map[string]any{"x": unregistered{1}}); err == nil || !strings.Contains(err.Error(), "gob.Register") {
-		t.Errorf("Encode(unregistered type) error = %v, want one that mentions gob.Register", err)
+	_, err := gt.Encode(map[string]any{"x": unregistered{1}})
+	if assert.Error(t, err, "Encode(unregistered type) error = nil, want one") {
+		assert.Contains(t, err.Error(), "gob.Register", "Encode(unregistered type) error = %v, want one that mentions gob.Register", err)
 	}
 	var other bytes.Buffer
-	if err := gob.NewEncoder(&other).Encode("a plain string"); err != nil {
-		t.Fatal(err)
-	}
-	good, _ := gt.Encode(map[string]any{"a": "b"})
+	require.NoError(t, gob.NewEncoder(&other).Encode("a plain string"), "gob encoding of a plain string")
+	good, err := gt.Encode(map[string]any{"a": "b"})
+	require.NoError(t, err, "Encode({a: b}) error = %v, want nil", err)
 	for _, in := range [][]byte{nil, {}, []byte("garbage"), other.Bytes(), good[:len(good)-1], {0xff, 0xff, 0xff, 0xff, 0xff}} {
-		if v, err := gt.Decode(in); err == nil {
-			t.Errorf("Decode(%q) = %v, nil, want an error", in, v)
-		}
+		v, err := gt.Decode(in)
+		assert.Error(t, err, "Decode(%q) = %v, nil, want an error", in, v)
 	}
 }
 
 func TestJSONTranscoder(t *testing.T) {
 	var jt JSONTranscoder
 	b, err := jt.Encode(map[string]any{"s": "hi", "n": 3, "cart": &cart{Items: []string{"a"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := `{"cart":{"Items":["a"]},"n":3,"s":"hi"}`; string(b) != want {
-		t.Errorf("Encode = %s, want %s", b, want)
-	}
+	require.NoError(t, err, "Encode(values) error = %v, want nil", err)
+	want := `{"cart":{"Items":["a"]},"n":3,"s":"hi"}`
+	assert.Equal(t, want, string(b), "Encode(values) = %s, want %s (keys sorted)", b, want)
 	values, err := jt.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Decode(%s) error = %v, want nil", b, err)
 	// Encoding what was decoded, before any typed Get, gives the same bytes.
 	again, err := jt.Encode(values)
-	if err != nil || !bytes.Equal(again, b) {
-		t.Errorf("Encode(Decode(%s)) = %s, %v", b, again, err)
+	require.NoError(t, err, "Encode(Decode(%s)) error = %v, want nil", b, err)
+	assert.Equal(t, string(b), string(again), "Encode(Decode(%s)) = %s, want the same bytes: untyped values keep their JSON", b, again)
+	for _, in := range []string{"null x", "[1,2]", `"s"`, "{", `{"a":}`} {
+		v, err := jt.Decode([]byte(in))
+		assert.Error(t, err, "Decode(%q) = %v, nil, want an error", in, v)
 	}
-	for _, in := range []string{"", "null x", "[1,2]", `"s"`, "{", `{"a":}`} {
-		if v, err := jt.Decode([]byte(in)); err == nil && in != "" {
-			t.Errorf("Decode(%q) = %v, nil, want an error", in, v)
-		}
-	}
-	if _, err := jt.Encode(map[string]any{"ch": make(chan int)}); err == nil {
-		t.Errorf("Encode(chan) error = nil, want one")
-	}
+	_, err = jt.Encode(map[string]any{"ch": make(chan int)})
+	assert.Error(t, err, "Encode(chan) error = nil, want one: encoding/json cannot encode a channel")
 }
 
 // TestJSONValueGet checks how loaded JSON values come out of a session:
@@ -175,34 +153,29 @@ func TestJSONTranscoder(t *testing.T) {
 func TestJSONValueGet(t *testing.T) {
 	m := newTestManager(t, Config{Transcoder: JSONTranscoder{}})
 	values, err := JSONTranscoder{}.Decode([]byte(`{"cart":{"Items":["x","y"]},"n":7,"s":"str"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "JSONTranscoder.Decode error = %v, want nil", err)
 	serveSession(m, "", func(s *Session) {
 		s.Set("seed", true)
 		s.mu.Lock()
 		s.e.values = valuesOf(values) // as a takeover leaves them
 		s.mu.Unlock()
-		if got := s.Get("cart"); !reflect.DeepEqual(got, map[string]any{"Items": []any{"x", "y"}}) {
-			t.Errorf(`Get("cart") = %#v, want the JSON object as a map`, got)
-		}
-		if got, ok := Get[int](s, "s"); ok {
-			t.Errorf(`Get[int]("s") = %v, true, want false`, got)
-		}
-		if got, ok := Get[string](s, "s"); !ok || got != "str" {
-			t.Errorf(`Get[string]("s") = %q, %v, want "str", true`, got, ok)
-		}
-		if got, ok := Get[int](s, "n"); !ok || got != 7 {
-			t.Errorf(`Get[int]("n") = %v, %v, want 7, true`, got, ok)
-		}
+		got := s.Get("cart")
+		assert.Equal(t, map[string]any{"Items": []any{"x", "y"}}, got, `Get("cart") = %#v, want the JSON object as a map`, got)
+		n, ok := Get[int](s, "s")
+		assert.False(t, ok, `Get[int]("s") = %v, true, want false: "str" is no int`, n)
+		str, ok := Get[string](s, "s")
+		assert.True(t, ok, `Get[string]("s") ok = false, want true`)
+		assert.Equal(t, "str", str, `Get[string]("s") = %q, want "str"`, str)
+		n, ok = Get[int](s, "n")
+		assert.True(t, ok, `Get[int]("n") ok = false, want true`)
+		assert.Equal(t, 7, n, `Get[int]("n") = %v, want 7`, n)
 		c, ok := Get[*cart](s, "cart")
-		if !ok || !reflect.DeepEqual(c.Items, []string{"x", "y"}) {
-			t.Fatalf(`Get[*cart]("cart") = %+v, %v, want [x y]`, c, ok)
-		}
+		require.True(t, ok, `Get[*cart]("cart") ok = false, want true`)
+		require.Equal(t, []string{"x", "y"}, c.Items, `Get[*cart]("cart") = %+v, want [x y]`, c)
 		// The typed value replaced the JSON: later Gets share it.
-		if c2, ok := Get[*cart](s, "cart"); !ok || c2 != c {
-			t.Errorf(`second Get[*cart]("cart") = %p, %v, want the same *cart %p`, c2, ok, c)
-		}
+		c2, ok := Get[*cart](s, "cart")
+		assert.True(t, ok, `second Get[*cart]("cart") ok = false, want true`)
+		assert.Same(t, c, c2, `second Get[*cart]("cart") = %p, want the same *cart %p`, c2, c)
 	})
 }
 
@@ -229,9 +202,36 @@ func TestMutable(t *testing.T) {
 		{make(chan int), true},
 	}
 	for _, tt := range tests {
-		if got := mutable(tt.v); got != tt.want {
-			t.Errorf("mutable(%T) = %v, want %v", tt.v, got, tt.want)
-		}
+		got := mutable(tt.v)
+		assert.Equal(t, tt.want, got, "mutable(%T) = %t, want %t", tt.v, got, tt.want)
+	}
+}
+
+// BenchmarkMutable asks mutable, on every read of a session value, about
+// values of common kinds.
+func BenchmarkMutable(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		want bool
+	}{
+		{"string", "ada", false},
+		{"int", 42, false},
+		{"int8", int8(42), false},
+		{"float32", float32(0.5), false},
+		{"time", time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC), false},
+		{"strings", []string{"a"}, true},
+		{"struct", point{1, 2}, false},
+		{"pointer", &cart{}, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if mutable(tc.v) != tc.want {
+					b.Fatalf("mutable(%T) = %t, want %t", tc.v, !tc.want, tc.want)
+				}
+			}
+		})
 	}
 }
 
@@ -239,17 +239,17 @@ func TestMutable(t *testing.T) {
 // bytes, and that what GobTranscoder decodes it can encode again.
 func FuzzGobDecode(f *testing.F) {
 	good, err := GobTranscoder{}.Encode(map[string]any{"a": "b", "cart": &cart{Items: []string{"x"}}, "n": 1})
-	if err != nil {
-		f.Fatal(err)
-	}
+	require.NoError(f, err, "Encode(seed values) error = %v, want nil", err)
 	f.Add(good)
+	all, err := encodeGob(kindSession())
+	require.NoError(f, err, "encodeGob(one value of every kind) error = %v, want nil", err)
+	f.Add(all)
 	f.Add([]byte(`{"a":"b"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		values, err := GobTranscoder{}.Decode(data)
 		if err == nil {
-			if _, err := (GobTranscoder{}).Encode(values); err != nil {
-				t.Fatalf("GobTranscoder.Decode(%q) = %#v, which Encode rejects: %v", data, values, err)
-			}
+			_, err := GobTranscoder{}.Encode(values)
+			require.NoError(t, err, "GobTranscoder.Decode(%q) = %#v, which Encode rejects: %v", data, values, err)
 		}
 		JSONTranscoder{}.Decode(data)
 	})
@@ -271,33 +271,32 @@ func TestTooLargeSession(t *testing.T) {
 	id := setCookieValue(t, rec.Result().Header)
 	cookie := DefaultCookieName + "=" + id
 	waitIdle(t, m)
-	if st := m.Stats(); st.BackupsTooLarge != 1 || st.BackupsWritten != 0 {
-		t.Errorf("Stats() = BackupsTooLarge %d, BackupsWritten %d, want 1, 0", st.BackupsTooLarge, st.BackupsWritten)
-	}
-	if log := logs.String(); !strings.Contains(log, "too large") || !strings.Contains(log, "ItemSizeLimit") || !strings.Contains(log, "level=ERROR") {
-		t.Errorf("log = %q, want an error saying the session is too large for ItemSizeLimit", log)
-	}
-	if _, found, err := srv.Get(memcacheKey(DefaultKeyPrefix, id)); err != nil || found {
-		t.Errorf("memcached Get(key of %s) = found %v, %v, want a miss", id, found, err)
-	}
+	st := m.Stats()
+	assert.Equal(t, uint64(1), st.BackupsTooLarge, "Stats().BackupsTooLarge = %d, want 1", st.BackupsTooLarge)
+	assert.Equal(t, uint64(0), st.BackupsWritten, "Stats().BackupsWritten = %d, want 0: the session is over ItemSizeLimit", st.BackupsWritten)
+	log := logs.String()
+	assert.Contains(t, log, "too large", "log = %q, want an error saying the session is too large", log)
+	assert.Contains(t, log, "ItemSizeLimit", "log = %q, want an error naming ItemSizeLimit", log)
+	assert.Contains(t, log, "level=ERROR", "log = %q, want the too-large report at level ERROR", log)
+	_, found, err := srv.Get(memcacheKey(DefaultKeyPrefix, id))
+	assert.NoError(t, err, "memcached Get(key of %s) error = %v, want nil", id, err)
+	assert.False(t, found, "memcached Get(key of %s) found = true, want a miss: nothing was written", id)
 
 	// Still works locally.
 	serveSession(m, cookie, func(s *Session) {
-		if got, _ := Get[string](s, "big"); got != big {
-			t.Errorf(`Get("big") = %d bytes, want %d`, len(got), len(big))
-		}
-		if s.IsNew() || s.ID() != id {
-			t.Errorf("session = %q (new %v), want %q", s.ID(), s.IsNew(), id)
-		}
+		got, _ := Get[string](s, "big")
+		assert.True(t, got == big, `Get("big") = %d bytes, want the %d stored`, len(got), len(big))
+		assert.False(t, s.IsNew(), "IsNew() = true, want the existing session %s", id)
+		assert.Equal(t, id, s.ID(), "ID() = %q, want %q", s.ID(), id)
 		s.Delete("big")
 	})
 	waitIdle(t, m)
-	if st := m.Stats(); st.BackupsWritten != 1 || st.BackupsTooLarge != 1 {
-		t.Errorf("after shrinking: Stats() = BackupsWritten %d, BackupsTooLarge %d, want 1, 1", st.BackupsWritten, st.BackupsTooLarge)
-	}
-	if _, found, err := srv.Get(memcacheKey(DefaultKeyPrefix, id)); err != nil || !found {
-		t.Errorf("after shrinking: memcached Get(key of %s) = found %v, %v, want a hit", id, found, err)
-	}
+	st = m.Stats()
+	assert.Equal(t, uint64(1), st.BackupsWritten, "after shrinking: Stats().BackupsWritten = %d, want 1", st.BackupsWritten)
+	assert.Equal(t, uint64(1), st.BackupsTooLarge, "after shrinking: Stats().BackupsTooLarge = %d, want still 1", st.BackupsTooLarge)
+	_, found, err = srv.Get(memcacheKey(DefaultKeyPrefix, id))
+	assert.NoError(t, err, "after shrinking: memcached Get(key of %s) error = %v, want nil", id, err)
+	assert.True(t, found, "after shrinking: memcached Get(key of %s) = a miss, want a hit", id)
 }
 
 // TestTooLargeForMemcached runs sessions of about memcached's item limit
@@ -311,16 +310,16 @@ func TestTooLargeForMemcached(t *testing.T) {
 		rec := serveSession(m, "", func(s *Session) { s.Set("big", big) })
 		id := setCookieValue(t, rec.Result().Header)
 		waitIdle(t, m)
-		if st := m.Stats(); st.BackupsTooLarge != 1 || st.BackupsWritten != 0 || st.BackupsFailed != 0 {
-			t.Errorf("Stats() = BackupsTooLarge %d, BackupsWritten %d, BackupsFailed %d, want 1, 0, 0", st.BackupsTooLarge, st.BackupsWritten, st.BackupsFailed)
-		}
-		if log := logs.String(); !strings.Contains(log, "too large") || !strings.Contains(log, "ItemSizeLimit") {
-			t.Errorf("log = %q, want an error saying the session is too large", log)
-		}
+		st := m.Stats()
+		assert.Equal(t, uint64(1), st.BackupsTooLarge, "Stats().BackupsTooLarge = %d, want 1", st.BackupsTooLarge)
+		assert.Equal(t, uint64(0), st.BackupsWritten, "Stats().BackupsWritten = %d, want 0", st.BackupsWritten)
+		assert.Equal(t, uint64(0), st.BackupsFailed, "Stats().BackupsFailed = %d, want 0: too large is no failure", st.BackupsFailed)
+		log := logs.String()
+		assert.Contains(t, log, "too large", "log = %q, want an error saying the session is too large", log)
+		assert.Contains(t, log, "ItemSizeLimit", "log = %q, want an error naming ItemSizeLimit", log)
 		serveSession(m, DefaultCookieName+"="+id, func(s *Session) {
-			if got, _ := Get[string](s, "big"); len(got) != len(big) {
-				t.Errorf(`Get("big") = %d bytes, want %d`, len(got), len(big))
-			}
+			got, _ := Get[string](s, "big")
+			assert.Len(t, got, len(big), `Get("big") = %d bytes, want %d: the session keeps working locally`, len(got), len(big))
 		})
 	})
 
@@ -331,13 +330,14 @@ func TestTooLargeForMemcached(t *testing.T) {
 		rec := serveSession(m, "", func(s *Session) { s.Set("big", strings.Repeat("z", n)) })
 		id := setCookieValue(t, rec.Result().Header)
 		waitIdle(t, m)
-		if st := m.Stats(); st.BackupsWritten != 1 || st.BackupsTooLarge != 0 || st.BackupsFailed != 0 {
-			t.Errorf("Stats() = BackupsWritten %d, BackupsTooLarge %d, BackupsFailed %d, want 1, 0, 0", st.BackupsWritten, st.BackupsTooLarge, st.BackupsFailed)
-		}
+		st := m.Stats()
+		assert.Equal(t, uint64(1), st.BackupsWritten, "Stats().BackupsWritten = %d, want 1", st.BackupsWritten)
+		assert.Equal(t, uint64(0), st.BackupsTooLarge, "Stats().BackupsTooLarge = %d, want 0: the limit itself fits", st.BackupsTooLarge)
+		assert.Equal(t, uint64(0), st.BackupsFailed, "Stats().BackupsFailed = %d, want 0", st.BackupsFailed)
 		v, found, err := srv.Get(memcacheKey(DefaultKeyPrefix, id))
-		if err != nil || !found || len(v) != DefaultItemSizeLimit {
-			t.Errorf("memcached Get(key of %s) = %d bytes, found %v, %v, want %d bytes", id, len(v), found, err, DefaultItemSizeLimit)
-		}
+		assert.NoError(t, err, "memcached Get(key of %s) error = %v, want nil", id, err)
+		assert.True(t, found, "memcached Get(key of %s) = a miss, want a hit", id)
+		assert.Len(t, v, DefaultItemSizeLimit, "memcached Get(key of %s) = %d bytes, want %d", id, len(v), DefaultItemSizeLimit)
 	})
 
 	// memcached started with a smaller -I than ItemSizeLimit refuses the
@@ -353,33 +353,25 @@ func TestTooLargeForMemcached(t *testing.T) {
 		waitIdle(t, m)
 		sets := func() uint64 {
 			st, err := srv.Stats()
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err, "memcached stats error = %v, want nil", err)
 			return st.CmdSet
 		}
 		before := sets()
 		// Several retry intervals: nothing more may be sent.
 		deadline := time.Now().Add(100 * time.Millisecond)
 		for time.Now().Before(deadline) {
-			if m.Stats().PendingRetries != 0 {
-				t.Fatalf("the rejected session is pending a retry")
-			}
+			require.Zero(t, m.Stats().PendingRetries, "Stats().PendingRetries = %d, want 0: the rejected session must not be retried", m.Stats().PendingRetries)
 			time.Sleep(10 * time.Millisecond)
 		}
-		if after := sets(); after != before {
-			t.Errorf("memcached cmd_set went from %d to %d: the rejected session is retried", before, after)
-		}
-		if st := m.Stats(); st.NodesUp != 1 {
-			t.Errorf("Stats().NodesUp = %d, want 1: refusing a large item is not a node failure", st.NodesUp)
-		}
-		if log := logs.String(); !strings.Contains(log, "too large") {
-			t.Errorf("log = %q, want an error saying the session is too large", log)
-		}
+		after := sets()
+		assert.Equal(t, before, after, "memcached cmd_set went from %d to %d, want no change: the rejected session is retried", before, after)
+		st := m.Stats()
+		assert.Equal(t, 1, st.NodesUp, "Stats().NodesUp = %d, want 1: refusing a large item is not a node failure", st.NodesUp)
+		log := logs.String()
+		assert.Contains(t, log, "too large", "log = %q, want an error saying the session is too large", log)
 		serveSession(m, DefaultCookieName+"="+id, func(s *Session) {
-			if got, _ := Get[string](s, "big"); len(got) != len(big) {
-				t.Errorf(`Get("big") = %d bytes, want %d`, len(got), len(big))
-			}
+			got, _ := Get[string](s, "big")
+			assert.Len(t, got, len(big), `Get("big") = %d bytes, want %d: the session keeps working locally`, len(got), len(big))
 		})
 	})
 }
@@ -390,9 +382,7 @@ func valueForBlobSize(t *testing.T, size int, id string) int {
 	t.Helper()
 	blobLen := func(n int) int {
 		payload, err := GobTranscoder{}.Encode(map[string]any{"big": strings.Repeat("z", n)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "Encode(a %d-byte string) error = %v, want nil", n, err)
 		return len(appendEnvelope(nil, envelope{time.Now(), DefaultIdleTimeout, 0}, payload))
 	}
 	n := size - blobLen(0)
@@ -402,9 +392,8 @@ func valueForBlobSize(t *testing.T, size int, id string) int {
 	for blobLen(n+1) <= size {
 		n++
 	}
-	if got := blobLen(n); got != size {
-		t.Fatalf("no value makes a blob of %d bytes (closest %d)", size, got)
-	}
+	got := blobLen(n)
+	require.Equal(t, size, got, "no value makes a blob of %d bytes (closest %d)", size, got)
 	return n
 }
 
@@ -426,27 +415,24 @@ func TestJSONTranscoderTakeover(t *testing.T) {
 	br.do(a, "POST", "/cart/add?item=y")
 	waitIdle(t, a.m)
 	blob, found, err := srv.Get(memcacheKey(DefaultKeyPrefix, br.sessionID(a)))
-	if err != nil || !found || !bytes.Contains(blob, []byte(`{"cart":{"Items":["x","y"]},"s":"hello"}`)) {
-		t.Fatalf("stored blob = %q, %v, %v, want the JSON of the session", blob, found, err)
-	}
+	require.NoError(t, err, "memcached Get(session on a) error = %v, want nil", err)
+	require.True(t, found, "memcached Get(session on a) = a miss, want its backup")
+	require.Contains(t, string(blob), `{"cart":{"Items":["x","y"]},"s":"hello"}`, "stored blob = %q, want the JSON of the session", blob)
 	a.crash()
 
-	if _, body := br.do(b, "GET", "/cart"); body != "x,y" {
-		t.Errorf("GET /cart on b = %q, want x,y", body)
-	}
-	if _, body := br.do(b, "GET", "/get?key=s"); body != "hello" {
-		t.Errorf("GET /get?key=s on b = %q, want hello", body)
-	}
+	_, body := br.do(b, "GET", "/cart")
+	assert.Equal(t, "x,y", body, "GET /cart on b = %q, want x,y", body)
+	_, body = br.do(b, "GET", "/get?key=s")
+	assert.Equal(t, "hello", body, "GET /get?key=s on b = %q, want hello", body)
 	waitIdle(t, b.m) // see above: the cart is about to change in place
-	if _, body := br.do(b, "POST", "/cart/add?item=z"); body != "x,y,z" {
-		t.Errorf("POST /cart/add on b = %q, want x,y,z", body)
-	}
-	if st := b.m.Stats(); st.LoadsHit != 1 || st.Takeovers != 1 || st.DecodeErrors != 0 {
-		t.Errorf("b.Stats() = LoadsHit %d, Takeovers %d, DecodeErrors %d, want 1, 1, 0", st.LoadsHit, st.Takeovers, st.DecodeErrors)
-	}
-	if id := br.sessionID(b); !strings.HasSuffix(id, ".b") {
-		t.Errorf("cookie after takeover = %q, want route b", id)
-	}
+	_, body = br.do(b, "POST", "/cart/add?item=z")
+	assert.Equal(t, "x,y,z", body, "POST /cart/add on b = %q, want x,y,z", body)
+	st := b.m.Stats()
+	assert.Equal(t, uint64(1), st.LoadsHit, "b.Stats().LoadsHit = %d, want 1", st.LoadsHit)
+	assert.Equal(t, uint64(1), st.Takeovers, "b.Stats().Takeovers = %d, want 1", st.Takeovers)
+	assert.Equal(t, uint64(0), st.DecodeErrors, "b.Stats().DecodeErrors = %d, want 0", st.DecodeErrors)
+	id := br.sessionID(b)
+	assert.True(t, strings.HasSuffix(id, ".b"), "cookie after takeover = %q, want route b", id)
 }
 
 // TestJSONGetNarrowerTypeKeepsStoredFields pins the bug where Get[T] with a
@@ -458,16 +444,14 @@ func TestJSONGetNarrowerTypeKeepsStoredFields(t *testing.T) {
 	type narrow struct{ Name string }
 	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "b", Transcoder: JSONTranscoder{}})
 	id := "0123456789abcdef0123456789abcdef.n1.a"
-	payload, _ := JSONTranscoder{}.Encode(map[string]any{"u": wide{"ada", "ada@example.com"}})
+	payload, err := JSONTranscoder{}.Encode(map[string]any{"u": wide{"ada", "ada@example.com"}})
+	require.NoError(t, err, "JSONTranscoder.Encode(wide) error = %v, want nil", err)
 	blob := appendEnvelope(nil, envelope{created: time.Now(), idleTimeout: time.Hour}, payload)
-	if err := servers[0].Set(memcacheKey(DefaultKeyPrefix, id), blob, 0); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, servers[0].Set(memcacheKey(DefaultKeyPrefix, id), blob, 0), "memcached set of the stored session")
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, ok := Get[narrow](FromContext(r.Context()), "u")
-		if !ok || n.Name != "ada" {
-			t.Errorf("Get[narrow] = %+v, %v", n, ok)
-		}
+		assert.True(t, ok, "Get[narrow](u) ok = false, want true")
+		assert.Equal(t, "ada", n.Name, "Get[narrow](u) = %+v, want Name ada", n)
 	}))
 	req := httptest.NewRequest("GET", "/", nil)
 	req.AddCookie(&http.Cookie{Name: DefaultCookieName, Value: id})
@@ -476,11 +460,9 @@ func TestJSONGetNarrowerTypeKeepsStoredFields(t *testing.T) {
 	m.Shutdown(context.Background())
 	newID := "0123456789abcdef0123456789abcdef.n1.b"
 	raw, found, err := servers[0].Get(memcacheKey(DefaultKeyPrefix, newID))
-	if err != nil || !found {
-		t.Fatalf("backup under %s: found %v, %v", newID, found, err)
-	}
-	_, p, _ := decodeEnvelope(raw, newID)
-	if !strings.Contains(string(p), "ada@example.com") {
-		t.Fatalf("stored session after Get[narrow] = %s, want the Email field kept", p)
-	}
+	require.NoError(t, err, "memcached Get(backup under %s) error = %v, want nil", newID, err)
+	require.True(t, found, "memcached Get(backup under %s) = a miss, want the session taken over", newID)
+	_, p, err := decodeEnvelope(raw, newID)
+	require.NoError(t, err, "decodeEnvelope(backup under %s) error = %v, want nil", newID, err)
+	require.Contains(t, string(p), "ada@example.com", "stored session after Get[narrow] = %s, want the Email field kept", p)
 }

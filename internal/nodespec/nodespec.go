@@ -3,8 +3,10 @@
 package nodespec
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -29,57 +31,73 @@ type Node struct {
 // one node must be a primary (not failover). An empty node list is valid and
 // yields no nodes; the failover list must then be empty too.
 func Parse(nodes, failover string) ([]Node, error) {
-	fields := split(nodes)
-	var out []Node
+	out, err := parseNodes(split(nodes))
+	if err != nil {
+		return nil, err
+	}
+	if err := markFailover(out, split(failover)); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// parseNodes parses the entries of a node list: one bare address, or
+// id:host:port entries with distinct ids and addresses.
+func parseNodes(fields []string) ([]Node, error) {
 	if len(fields) == 1 && !hasID(fields[0]) {
 		if err := checkAddr(fields[0]); err != nil {
 			return nil, fmt.Errorf("node %q: %w", fields[0], err)
 		}
-		out = []Node{{ID: DefaultID, Addr: fields[0]}}
-	} else {
-		seenAddr := make(map[string]string)
-		for _, f := range fields {
-			id, addr, ok := strings.Cut(f, ":")
-			if !ok || !hasID(f) {
-				return nil, fmt.Errorf("node %q: want id:host:port, for example n1:10.0.0.1:11211", f)
-			}
-			if err := CheckID(id); err != nil {
-				return nil, fmt.Errorf("node %q: %w", f, err)
-			}
-			if err := checkAddr(addr); err != nil {
-				return nil, fmt.Errorf("node %q: %w", f, err)
-			}
-			for _, n := range out {
-				if n.ID == id {
-					return nil, fmt.Errorf("node id %q appears twice", id)
-				}
-			}
-			if other, dup := seenAddr[addr]; dup {
-				return nil, fmt.Errorf("nodes %q and %q have the same address %s", other, id, addr)
-			}
-			seenAddr[addr] = id
-			out = append(out, Node{ID: id, Addr: addr})
-		}
+		return []Node{{ID: DefaultID, Addr: fields[0]}}, nil
 	}
-	for _, id := range split(failover) {
-		i := index(out, id)
-		if i < 0 {
-			return nil, fmt.Errorf("failover node %q is not in the node list", id)
+	var out []Node
+	seenAddr := make(map[string]string)
+	for _, f := range fields {
+		n, err := parseNode(f)
+		if err != nil {
+			return nil, err
 		}
-		out[i].Failover = true
-	}
-	if len(out) > 0 {
-		primaries := 0
-		for _, n := range out {
-			if !n.Failover {
-				primaries++
-			}
+		if index(out, n.ID) >= 0 {
+			return nil, fmt.Errorf("node id %q appears twice", n.ID)
 		}
-		if primaries == 0 {
-			return nil, fmt.Errorf("every node is a failover node; at least one must be a primary")
+		if other, dup := seenAddr[n.Addr]; dup {
+			return nil, fmt.Errorf("nodes %q and %q have the same address %s", other, n.ID, n.Addr)
 		}
+		seenAddr[n.Addr] = n.ID
+		out = append(out, n)
 	}
 	return out, nil
+}
+
+// parseNode parses one id:host:port entry.
+func parseNode(f string) (Node, error) {
+	id, addr, ok := strings.Cut(f, ":")
+	if !ok || !hasID(f) {
+		return Node{}, fmt.Errorf("node %q: want id:host:port, for example n1:10.0.0.1:11211", f)
+	}
+	if err := CheckID(id); err != nil {
+		return Node{}, fmt.Errorf("node %q: %w", f, err)
+	}
+	if err := checkAddr(addr); err != nil {
+		return Node{}, fmt.Errorf("node %q: %w", f, err)
+	}
+	return Node{ID: id, Addr: addr}, nil
+}
+
+// markFailover marks the nodes named by ids as failover nodes. Every id
+// must name a node, and some node must remain a primary.
+func markFailover(nodes []Node, ids []string) error {
+	for _, id := range ids {
+		i := index(nodes, id)
+		if i < 0 {
+			return fmt.Errorf("failover node %q is not in the node list", id)
+		}
+		nodes[i].Failover = true
+	}
+	if len(nodes) > 0 && !slices.ContainsFunc(nodes, func(n Node) bool { return !n.Failover }) {
+		return errors.New("every node is a failover node; at least one must be a primary")
+	}
+	return nil
 }
 
 // CheckID reports whether id is a valid node id: 1..MaxIDLen characters from

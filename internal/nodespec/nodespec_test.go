@@ -1,9 +1,10 @@
 package nodespec
 
 import (
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func TestParse(t *testing.T) {
@@ -34,17 +35,13 @@ func TestParse(t *testing.T) {
 	for _, tt := range tests {
 		got, err := Parse(tt.nodes, tt.failover)
 		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("Parse(%q, %q) error = %v, want it to contain %q", tt.nodes, tt.failover, err, tt.wantErr)
+			if assert.Error(t, err, "Parse(%q, %q) = %+v, nil, want an error containing %q", tt.nodes, tt.failover, got, tt.wantErr) {
+				assert.Contains(t, err.Error(), tt.wantErr, "Parse(%q, %q) error = %v, want it to contain %q", tt.nodes, tt.failover, err, tt.wantErr)
 			}
 			continue
 		}
-		if err != nil {
-			t.Errorf("Parse(%q, %q) error = %v", tt.nodes, tt.failover, err)
-			continue
-		}
-		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("Parse(%q, %q) = %+v, want %+v", tt.nodes, tt.failover, got, tt.want)
+		if assert.NoError(t, err, "Parse(%q, %q) error = %v, want nil", tt.nodes, tt.failover, err) {
+			assert.Equal(t, tt.want, got, "Parse(%q, %q) = %+v, want %+v", tt.nodes, tt.failover, got, tt.want)
 		}
 	}
 }
