@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
+	"github.com/mcsession/mcsession/internal/proctest"
 )
 
 // The helpers shared by the tests of the root package. A helper that only
@@ -662,4 +663,26 @@ func waitFor(t testing.TB, ch <-chan struct{}, what string) {
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// captureLogs returns a logger that writes text records to the returned
+// buffer, which a test can read while the Manager's goroutines write.
+func captureLogs() (*slog.Logger, *proctest.Buffer) {
+	c := &proctest.Buffer{}
+	return slog.New(slog.NewTextHandler(c, &slog.HandlerOptions{Level: slog.LevelDebug})), c
+}
+
+// serveSession sends one GET through m's middleware with the raw Cookie
+// header cookie (none if empty), running f on the request's session.
+func serveSession(m *Manager, cookie string, f func(s *Session)) *httptest.ResponseRecorder {
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f(FromContext(r.Context()))
+	}))
+	req := httptest.NewRequest("GET", "/", nil)
+	if cookie != "" {
+		req.Header["Cookie"] = []string{cookie}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,47 +15,6 @@ import (
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
-
-// logCapture is a log destination a test can read while the Manager's
-// goroutines write to it.
-type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (c *logCapture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
-
-func (c *logCapture) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
-}
-
-// captureLogs returns a logger that writes text records to the returned
-// capture.
-func captureLogs() (*slog.Logger, *logCapture) {
-	c := &logCapture{}
-	return slog.New(slog.NewTextHandler(c, &slog.HandlerOptions{Level: slog.LevelDebug})), c
-}
-
-// serveSession sends one GET through m's middleware with the raw Cookie
-// header cookie (none if empty), running f on the request's session.
-func serveSession(m *Manager, cookie string, f func(s *Session)) *httptest.ResponseRecorder {
-	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f(FromContext(r.Context()))
-	}))
-	req := httptest.NewRequest("GET", "/", nil)
-	if cookie != "" {
-		req.Header["Cookie"] = []string{cookie}
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
-}
 
 // point is a registered value type without pointers.
 type point struct{ X, Y int }
