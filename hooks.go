@@ -6,5 +6,6 @@ package mcsession
 type hooks struct {
 	shutdownBegan func()       // Shutdown was called
 	retrying      func(*entry) // the retry loop is about to queue a pending session again
+	retried       func()       // the retry loop finished a pass
 	workerExited  func()       // a backup worker returned
 }

@@ -214,6 +214,9 @@ func (r *memcacheReplica) retryLoop() {
 			}
 		})
 		r.runDeferredDeletes()
+		if h := r.m.cfg.hooks.retried; h != nil {
+			h()
+		}
 	}
 }
 

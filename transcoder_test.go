@@ -302,7 +302,15 @@ func TestTooLargeForMemcached(t *testing.T) {
 	t.Run("memcached limit below ItemSizeLimit", func(t *testing.T) {
 		srv := memcachetest.Start(t, memcachetest.Options{MaxItemSize: "512k"})
 		logger, logs := captureLogs()
-		m := newTestManager(t, Config{Nodes: nodesOf(srv), Logger: logger, RetryInterval: 20 * time.Millisecond})
+		passes := make(chan struct{}, 1)
+		cfg := Config{Nodes: nodesOf(srv), Logger: logger, RetryInterval: 20 * time.Millisecond}
+		cfg.hooks.retried = func() {
+			select {
+			case passes <- struct{}{}:
+			default:
+			}
+		}
+		m := newTestManager(t, cfg)
 		big := strings.Repeat("w", 600<<10)
 		rec := serveSession(m, "", func(s *Session) { s.Set("big", big) })
 		id := setCookieValue(t, rec.Result().Header)
@@ -314,11 +322,15 @@ func TestTooLargeForMemcached(t *testing.T) {
 			return st.CmdSet
 		}
 		before := sets()
-		// Several retry intervals: nothing more may be sent.
-		deadline := time.Now().Add(100 * time.Millisecond)
-		for time.Now().Before(deadline) {
+		// Three whole retry passes after before was read (the first pass
+		// seen may have begun earlier): none may send it again.
+		for range 4 {
+			select {
+			case <-passes:
+			case <-time.After(5 * time.Second):
+				require.FailNow(t, "the retry loop made no pass within 5s", "want one every RetryInterval")
+			}
 			require.Zero(t, m.Stats().PendingRetries, "Stats().PendingRetries = %d, want 0: the rejected session must not be retried", m.Stats().PendingRetries)
-			time.Sleep(10 * time.Millisecond)
 		}
 		after := sets()
 		assert.Equal(t, before, after, "memcached cmd_set went from %d to %d, want no change: the rejected session is retried", before, after)
