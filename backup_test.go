@@ -4,13 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
@@ -22,9 +24,7 @@ func holdsFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if !cond() {
-			t.Fatalf("within %v: %s", d, what)
-		}
+		require.True(t, cond(), "within %v: %s, want it never to happen", d, what)
 		time.Sleep(5 * time.Millisecond) // poll for the whole window
 	}
 }
@@ -62,18 +62,16 @@ func TestStickyHitCostsNoMemcachedOps(t *testing.T) {
 	}
 	for range 3 {
 		for _, r := range reads {
-			if body := mustDo(t, br, a, "GET", r.path); body != r.want {
-				t.Errorf("GET %s = %q, want %q", r.path, body, r.want)
-			}
+			body := mustDo(t, br, a, "GET", r.path)
+			assert.Equal(t, r.want, body, "GET %s = %q, want %q", r.path, body, r.want)
 		}
 	}
 	waitIdle(t, a.m)
 
 	after := serverStats(t, servers)
 	for i := range servers {
-		if d := diffOps(before[i], after[i]); d.total() != 0 {
-			t.Errorf("%d read-only requests: node n%d served %v, want no operations", 3*len(reads), i+1, d)
-		}
+		d := diffOps(before[i], after[i])
+		assert.Zero(t, d.total(), "%d read-only requests: node n%d served %v, want no operations", 3*len(reads), i+1, d)
 	}
 	st1 := a.m.Stats()
 	for _, c := range []struct {
@@ -85,13 +83,10 @@ func TestStickyHitCostsNoMemcachedOps(t *testing.T) {
 		{"Deletes", st0.Deletes, st1.Deletes},
 		{"LoadsHit+LoadsMiss+LoadsError", st0.LoadsHit + st0.LoadsMiss + st0.LoadsError, st1.LoadsHit + st1.LoadsMiss + st1.LoadsError},
 	} {
-		if c.after != c.before {
-			t.Errorf("Stats().%s = %d after read-only requests, want %d", c.name, c.after, c.before)
-		}
+		assert.Equal(t, c.before, c.after, "Stats().%s = %d after read-only requests, want %d", c.name, c.after, c.before)
 	}
-	if got := br.sessionID(a); got != id {
-		t.Errorf("session ID after reads = %q, want %q", got, id)
-	}
+	got := br.sessionID(a)
+	assert.Equal(t, id, got, "session ID after reads = %q, want %q: reads keep the session where it is", got, id)
 }
 
 // TestHealthyNodesAreNotProbed proves that node health checking sends no
@@ -189,30 +184,30 @@ func TestChangeWritesOnceToItsNode(t *testing.T) {
 				seen[home] = true
 				for i := range servers {
 					d := diffOps(before[i], after[i])
-					switch {
-					case i != home && d.total() != 0:
-						t.Errorf("%s %s on session %s: node n%d (not its node) served %v, want nothing",
+					if i != home {
+						assert.Zero(t, d.total(), "%s %s on session %s: node n%d (not its node) served %v, want nothing",
 							tt.req.method, tt.req.path, id, i+1, d)
-					case i == home && d.sets != tt.wantSets:
-						t.Errorf("%s %s on session %s: node n%d served %v, want %d set",
-							tt.req.method, tt.req.path, id, i+1, d, tt.wantSets)
-					case i == home && tt.wantSets == 0 && d.total() != 0:
-						t.Errorf("%s %s on session %s: node n%d served %v, want nothing",
+						continue
+					}
+					// Its node: exactly wantSets sets, and nothing else at
+					// all when no set is wanted.
+					if assert.Equal(t, tt.wantSets, d.sets, "%s %s on session %s: node n%d served %v, want %d set",
+						tt.req.method, tt.req.path, id, i+1, d, tt.wantSets) && tt.wantSets == 0 {
+						assert.Zero(t, d.total(), "%s %s on session %s: node n%d served %v, want nothing",
 							tt.req.method, tt.req.path, id, i+1, d)
 					}
 				}
-				if got := st1.BackupsSkipped - st0.BackupsSkipped; got != tt.wantSkipped {
-					t.Errorf("%s %s: Stats().BackupsSkipped grew by %d, want %d", tt.req.method, tt.req.path, got, tt.wantSkipped)
-				}
+				skipped := st1.BackupsSkipped - st0.BackupsSkipped
+				assert.Equal(t, tt.wantSkipped, skipped, "%s %s: Stats().BackupsSkipped grew by %d, want %d",
+					tt.req.method, tt.req.path, skipped, tt.wantSkipped)
 				got, found := storedSession(t, servers[home], id)
-				if !found || !reflect.DeepEqual(got, tt.want) {
-					t.Errorf("backup of %s after %s %s = %s (found %t), want %s",
-						id, tt.req.method, tt.req.path, jsonString(got), found, jsonString(tt.want))
+				if assert.True(t, found, "backup of %s after %s %s: not on its node n%d, want %s",
+					id, tt.req.method, tt.req.path, home+1, jsonString(tt.want)) {
+					assert.Equal(t, tt.want, got, "backup of %s after %s %s = %s, want %s",
+						id, tt.req.method, tt.req.path, jsonString(got), jsonString(tt.want))
 				}
 			}
-			if !seen[0] || !seen[1] {
-				t.Fatalf("64 sessions did not cover both nodes (seen %v)", seen)
-			}
+			require.True(t, seen[0] && seen[1], "nodes that were home to one of 64 new sessions = %v, want both", seen)
 		})
 	}
 }
@@ -235,9 +230,8 @@ func TestBackupQueuedSessionIsQueuedOnce(t *testing.T) {
 	for i := 1; i <= changes; i++ {
 		mustDo(t, y, a, "POST", fmt.Sprintf("/set?key=v&value=%d", i))
 	}
-	if got := a.m.Stats().QueueDepth; got != 1 {
-		t.Errorf("after %d changes of one session behind a held worker: Stats().QueueDepth = %d, want 1", changes, got)
-	}
+	depth := a.m.Stats().QueueDepth
+	assert.Equal(t, 1, depth, "after %d changes of one session behind a held worker: Stats().QueueDepth = %d, want 1", changes, depth)
 
 	gate.open()
 	waitIdle(t, a.m)
@@ -246,13 +240,13 @@ func TestBackupQueuedSessionIsQueuedOnce(t *testing.T) {
 		sets += diffOps(before[i], st).sets
 	}
 	// One set for x, one for all the changes of y.
-	if sets != 2 {
-		t.Errorf("%d changes of one queued session (and one other session): %d sets, want 2", changes, sets)
-	}
+	assert.Equal(t, uint64(2), sets, "%d changes of one queued session (and one other session): %d sets, want 2", changes, sets)
 	want := map[string]any{"v": strconv.Itoa(changes)}
-	if id := y.sessionID(a); !holdsLatest(t, servers, id, want) {
-		got, _ := storedSession(t, serverOf(t, servers, mustParseID(t, id).node), id)
-		t.Errorf("backup of %s = %s, want %s", id, jsonString(got), jsonString(want))
+	id := y.sessionID(a)
+	node := mustParseID(t, id).node
+	got, found := storedSession(t, serverOf(t, servers, node), id)
+	if assert.True(t, found, "backup of %s: not on its node %s, want %s", id, node, jsonString(want)) {
+		assert.Equal(t, want, got, "backup of %s = %s, want %s, the latest state", id, jsonString(got), jsonString(want))
 	}
 }
 
@@ -270,16 +264,14 @@ func changeSessions(t testing.TB, in *instance, n int) []*browser {
 		go func() {
 			defer wg.Done()
 			for _, v := range []string{"1", "2"} {
-				if code, body := br.do(in, "POST", "/set?key=v&value="+v); code != http.StatusOK {
-					t.Errorf("POST /set?key=v&value=%s = %d %q, want 200", v, code, body)
-				}
+				// assert, not require: this is not the test's goroutine.
+				code, body := br.do(in, "POST", "/set?key=v&value="+v)
+				assert.Equal(t, http.StatusOK, code, "POST /set?key=v&value=%s = %d %q, want 200", v, code, body)
 			}
 		}()
 	}
 	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	require.False(t, t.Failed(), "changeSessions(%d): the test has failed (see above), want every change answered 200 before it goes on", n)
 	return browsers
 }
 
@@ -303,10 +295,11 @@ func TestBackupQueueFullDropsNothing(t *testing.T) {
 	browsers := changeSessions(t, a, n)
 	// The worker is held, so one session fits the queue and the others
 	// find it full.
-	if st := a.m.Stats(); st.BackupsDropped < n-1 || st.PendingRetries == 0 {
-		t.Errorf("%d sessions changed with a held worker and a queue of 1: Stats().BackupsDropped = %d, PendingRetries = %d, want >= %d and > 0",
-			n, st.BackupsDropped, st.PendingRetries, n-1)
-	}
+	st := a.m.Stats()
+	assert.GreaterOrEqual(t, st.BackupsDropped, uint64(n-1), "%d sessions changed with a held worker and a queue of 1: Stats().BackupsDropped = %d, want >= %d",
+		n, st.BackupsDropped, n-1)
+	assert.NotZero(t, st.PendingRetries, "%d sessions changed with a held worker and a queue of 1: Stats().PendingRetries = %d, want > 0: dropped backups wait for a retry",
+		n, st.PendingRetries)
 
 	gate.open()
 	want := map[string]any{"v": "2"}
@@ -355,9 +348,8 @@ func TestShutdownFlushesQueuedAndPending(t *testing.T) {
 			gate.waitEntered(t)
 			const n = 10
 			browsers := changeSessions(t, a, n)
-			if st := a.m.Stats(); st.PendingRetries+st.QueueDepth == 0 {
-				t.Fatalf("Stats() = %+v before Shutdown, want queued or pending backups", st)
-			}
+			st := a.m.Stats()
+			require.NotZero(t, st.PendingRetries+st.QueueDepth, "Stats() = %+v before Shutdown, want queued or pending backups", st)
 
 			a.srv.Close() // as http.Server.Shutdown would: no more requests
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -370,11 +362,9 @@ func TestShutdownFlushesQueuedAndPending(t *testing.T) {
 			gate.open()
 			select {
 			case err := <-done:
-				if err != nil {
-					t.Fatalf("Shutdown() = %v, want nil", err)
-				}
+				require.NoError(t, err, "Shutdown() = %v, want nil: it has 5s to flush", err)
 			case <-time.After(5 * time.Second):
-				t.Fatal("Shutdown did not return within 5s")
+				require.FailNow(t, "Shutdown did not return within 5s", "want it to flush and return before its context ends")
 			}
 
 			for i, br := range append(browsers, x) {
@@ -382,9 +372,8 @@ func TestShutdownFlushesQueuedAndPending(t *testing.T) {
 				if br == x {
 					key, want = "gate", "1"
 				}
-				if body := mustDo(t, br, b, "GET", "/get?key="+key); body != want {
-					t.Errorf("session %d after Shutdown of its instance: GET /get?key=%s on another = %q, want %q", i, key, body, want)
-				}
+				body := mustDo(t, br, b, "GET", "/get?key="+key)
+				assert.Equal(t, want, body, "session %d after Shutdown of its instance: GET /get?key=%s on another = %q, want %q", i, key, body, want)
 			}
 		})
 	}
@@ -429,9 +418,7 @@ func TestShutdownFlushWaitsForRetryLoop(t *testing.T) {
 	for _, br := range browsers {
 		sid, _ := parseID(br.sessionID(a), true)
 		e, ok := a.m.sessions.Get(sid.random)
-		if !ok {
-			t.Fatalf("session %s is not held by a", br.sessionID(a))
-		}
+		require.True(t, ok, "a.m.sessions.Get(%s) = _, false, want the session of %s held by a", sid.random, br.sessionID(a))
 		e.mu.Lock()
 		queued := e.queued
 		e.mu.Unlock()
@@ -440,9 +427,7 @@ func TestShutdownFlushWaitsForRetryLoop(t *testing.T) {
 			break
 		}
 	}
-	if victim == nil {
-		t.Fatal("every session is queued, want some pending")
-	}
+	require.NotNil(t, victim, "every session is queued, want some pending: the queue holds one")
 	victim.mu.Lock()
 	locked := true
 	unlock := func() {
@@ -480,19 +465,16 @@ func TestShutdownFlushWaitsForRetryLoop(t *testing.T) {
 	unlock()
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatalf("Shutdown() = %v, want nil", err)
-		}
+		require.NoError(t, err, "Shutdown() = %v, want nil: it has 5s to flush", err)
 	case <-time.After(5 * time.Second):
-		t.Fatal("Shutdown did not return within 5s")
+		require.FailNow(t, "Shutdown did not return within 5s", "want it to flush and return before its context ends")
 	}
 	// Only now start instance b, so that while a stops, its goroutines
 	// are the only backup goroutines in the process.
 	cfg.Route = "b"
 	b := newInstance(t, cfg)
 	for i, br := range browsers {
-		if body := mustDo(t, br, b, "GET", "/get?key=v"); body != "2" {
-			t.Errorf("session %d after Shutdown of its instance: GET /get?key=v on another = %q, want %q", i, body, "2")
-		}
+		body := mustDo(t, br, b, "GET", "/get?key=v")
+		assert.Equal(t, "2", body, "session %d after Shutdown of its instance: GET /get?key=v on another = %q, want %q", i, body, "2")
 	}
 }

@@ -3,9 +3,11 @@ package mcsession
 import (
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
@@ -23,36 +25,31 @@ func TestAsyncBackupsAreBatched(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if code, _ := browsers[i].do(a, http.MethodPost, fmt.Sprintf("/set?key=user&value=u%d", i)); code != http.StatusOK {
-				t.Errorf("user %d: set: status %d", i, code)
-			}
+			// assert, not require: this is not the test's goroutine.
+			code, body := browsers[i].do(a, http.MethodPost, fmt.Sprintf("/set?key=user&value=u%d", i))
+			assert.Equal(t, http.StatusOK, code, "user %d: POST /set?key=user&value=u%d = %d %q, want 200", i, i, code, body)
 		}()
 	}
 	wg.Wait()
 	waitIdle(t, a.m)
 
 	st := a.m.Stats()
-	if st.BackupsWritten < users {
-		t.Fatalf("BackupsWritten = %d, want at least %d", st.BackupsWritten, users)
-	}
+	require.GreaterOrEqual(t, st.BackupsWritten, uint64(users), "Stats().BackupsWritten = %d after %d new sessions, want at least %d", st.BackupsWritten, users, users)
 	// The requests arrive as fast as the client sends them; on a slow
 	// machine they may trickle in, so only some batching is certain here.
 	// TestQueuedSessionsGoOutInFullBatches pins the batch size.
-	if st.BackupBatches == 0 || st.BackupBatches >= st.BackupsWritten {
-		t.Errorf("BackupBatches = %d for %d sets, want fewer batches than sets", st.BackupBatches, st.BackupsWritten)
-	}
+	assert.NotZero(t, st.BackupBatches, "Stats().BackupBatches = 0 for %d sets, want at least one batch", st.BackupsWritten)
+	assert.Less(t, st.BackupBatches, st.BackupsWritten, "Stats().BackupBatches = %d for %d sets, want fewer batches than sets", st.BackupBatches, st.BackupsWritten)
 	t.Logf("%d sets in %d batches", st.BackupsWritten, st.BackupBatches)
 
 	a.crash()
 	b := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "b"})
 	for i, br := range browsers {
-		if _, got := br.do(b, http.MethodGet, "/get?key=user"); got != fmt.Sprintf("u%d", i) {
-			t.Errorf("user %d after the crash: value %q, want u%d", i, got, i)
-		}
+		_, got := br.do(b, http.MethodGet, "/get?key=user")
+		assert.Equal(t, fmt.Sprintf("u%d", i), got, "user %d after the crash: GET /get?key=user on another instance = %q, want u%d", i, got, i)
 	}
-	if got := b.m.Stats().Takeovers; got != users {
-		t.Errorf("Takeovers = %d, want %d", got, users)
-	}
+	takeovers := b.m.Stats().Takeovers
+	assert.Equal(t, uint64(users), takeovers, "Stats().Takeovers = %d on the instance that took over, want %d, one per user", takeovers, users)
 }
 
 // A batch that meets a dead node marks it down and moves its sessions: each
@@ -82,16 +79,14 @@ func TestBatchMovesSessionsOffAKilledNode(t *testing.T) {
 	// Every session now lives on n2 (a second request brings the new cookie).
 	for i, br := range browsers {
 		br.do(a, http.MethodGet, "/get?key=v")
-		if id := br.sessionID(a); !strings.Contains(id, ".n2.") {
-			t.Errorf("user %d: ID %q after n1 died, want it on n2", i, id)
-		}
+		id := br.sessionID(a)
+		assert.Contains(t, id, ".n2.", "user %d: ID %q after n1 died, want it on n2", i, id)
 	}
 	a.crash()
 	b := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "b"})
 	for i, br := range browsers {
-		if _, got := br.do(b, http.MethodGet, "/get?key=v"); got != fmt.Sprint(i+2) {
-			t.Errorf("user %d after the owner crashed: %q, want %d", i, got, i+2)
-		}
+		_, got := br.do(b, http.MethodGet, "/get?key=v")
+		assert.Equal(t, fmt.Sprint(i+2), got, "user %d after the owner crashed: GET /get?key=v on another instance = %q, want %d", i, got, i+2)
 	}
 }
 
@@ -117,22 +112,18 @@ func TestQueuedSessionsGoOutInFullBatches(t *testing.T) {
 	}
 	waitIdle(t, m)
 	st := m.Stats()
-	if st.BackupsWritten != n {
-		t.Fatalf("BackupsWritten = %d, want %d", st.BackupsWritten, n)
-	}
-	if min := uint64((n + maxBatch - 1) / maxBatch); st.BackupBatches < min || st.BackupBatches > min+2 {
-		t.Errorf("BackupBatches = %d for %d sessions queued at once, want %d to %d (batches of up to %d)", st.BackupBatches, n, min, min+2, maxBatch)
-	}
+	require.Equal(t, uint64(n), st.BackupsWritten, "Stats().BackupsWritten = %d after %d sessions were queued, want %d", st.BackupsWritten, n, n)
+	fewest := uint64((n + maxBatch - 1) / maxBatch)
+	assert.GreaterOrEqual(t, st.BackupBatches, fewest, "Stats().BackupBatches = %d for %d sessions queued at once, want %d to %d (batches of up to %d)", st.BackupBatches, n, fewest, fewest+2, maxBatch)
+	assert.LessOrEqual(t, st.BackupBatches, fewest+2, "Stats().BackupBatches = %d for %d sessions queued at once, want %d to %d (batches of up to %d)", st.BackupBatches, n, fewest, fewest+2, maxBatch)
 	other := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "b"})
 	for i, e := range entries {
 		id, _ := parseID(e.id, true)
 		l := replicaOf(other).load(id)
-		if l.e == nil {
-			t.Errorf("session %d: not in memcached", i)
+		if !assert.NotNil(t, l.e, "session %d: load(%s) by another Manager found nothing, want it in memcached", i, e.id) {
 			continue
 		}
-		if v, _ := l.e.values.get("user"); v != fmt.Sprintf("u%d", i) {
-			t.Errorf("session %d: stored %v, want u%d", i, v, i)
-		}
+		v, _ := l.e.values.get("user")
+		assert.Equal(t, fmt.Sprintf("u%d", i), v, "session %d: stored user = %v, want u%d", i, v, i)
 	}
 }

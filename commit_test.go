@@ -32,9 +32,9 @@ func startStores(t *testing.T, in *instance, j *mcwire.Node, browsers []*browser
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if code, _ := br.do(in, http.MethodPost, "/set?key=v&value="+value(i)); code != http.StatusOK {
-				t.Errorf("user %d: status %d", i, code)
-			}
+			// assert, not require: this is not the test's goroutine.
+			code, body := br.do(in, http.MethodPost, "/set?key=v&value="+value(i))
+			assert.Equal(t, http.StatusOK, code, "user %d: POST /set?key=v&value=%s = %d %q, want 200", i, value(i), code, body)
 		}()
 		if i == 0 {
 			eventually(t, 5*time.Second, "the first store in flight", func() bool { busy, _ := j.Batching(); return busy })
@@ -68,24 +68,20 @@ func TestSyncStoresShareABatch(t *testing.T) {
 	wait()
 
 	after := a.m.Stats()
-	if got := after.BackupsWritten - before.BackupsWritten; got != 11 {
-		t.Errorf("BackupsWritten grew by %d, want 11", got)
-	}
-	if got := after.BackupBatches - before.BackupBatches; got != 2 {
-		t.Errorf("BackupBatches grew by %d, want 2 (the one in flight, then the ten queued behind it)", got)
-	}
-	if got := opsDelta(t, servers[0], ops); got != 11 {
-		t.Errorf("memcached served %d operations, want 11 sets", got)
-	}
-	if busy, n := joinerOf(a.m, "n1").Batching(); busy || n != 0 {
-		t.Errorf("after the stores: busy %v, %d queued, want idle", busy, n)
-	}
+	written := after.BackupsWritten - before.BackupsWritten
+	assert.Equal(t, uint64(11), written, "Stats().BackupsWritten grew by %d, want 11, one per store", written)
+	batches := after.BackupBatches - before.BackupBatches
+	assert.Equal(t, uint64(2), batches, "Stats().BackupBatches grew by %d, want 2 (the one in flight, then the ten queued behind it)", batches)
+	served := opsDelta(t, servers[0], ops)
+	assert.Equal(t, uint64(11), served, "memcached served %d operations, want 11 sets", served)
+	busy, n := joinerOf(a.m, "n1").Batching()
+	assert.False(t, busy, "n1 Batching() after the stores = busy %v, %d queued, want idle", busy, n)
+	assert.Zero(t, n, "n1 Batching() after the stores = busy %v, %d queued, want idle", busy, n)
 	a.crash()
 	b := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "b"})
 	for i, br := range browsers {
-		if _, got := br.do(b, http.MethodGet, "/get?key=v"); got != fmt.Sprint(i) {
-			t.Errorf("user %d after the owner crashed: %q, want %d", i, got, i)
-		}
+		_, got := br.do(b, http.MethodGet, "/get?key=v")
+		assert.Equal(t, fmt.Sprint(i), got, "user %d after the owner crashed: GET /get?key=v on another instance = %q, want %d", i, got, i)
 	}
 }
 
@@ -112,21 +108,18 @@ func TestQueuedSyncStoresMoveOffAKilledNode(t *testing.T) {
 	servers[0].Kill() // the set in flight sees the connection close
 	wait()
 
-	if got := opsDelta(t, servers[1], opsN2); got != uint64(len(onN1)) {
-		t.Errorf("n2 served %d operations, want %d sets (every session moved once)", got, len(onN1))
-	}
+	served := opsDelta(t, servers[1], opsN2)
+	assert.Equal(t, uint64(len(onN1)), served, "n2 served %d operations, want %d sets (every session moved once)", served, len(onN1))
 	for i, br := range onN1 {
 		br.do(a, http.MethodGet, "/get?key=v") // brings the new cookie if the ID changed after the response
-		if id := br.sessionID(a); !strings.Contains(id, ".n2.") {
-			t.Errorf("user %d: ID %q after n1 died, want it on n2", i, id)
-		}
+		id := br.sessionID(a)
+		assert.Contains(t, id, ".n2.", "user %d: ID %q after n1 died, want it on n2", i, id)
 	}
 	a.crash()
 	b := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "b"})
 	for i, br := range onN1 {
-		if _, got := br.do(b, http.MethodGet, "/get?key=v"); got != fmt.Sprint("v", i) {
-			t.Errorf("user %d after the owner crashed: %q, want v%d", i, got, i)
-		}
+		_, got := br.do(b, http.MethodGet, "/get?key=v")
+		assert.Equal(t, fmt.Sprint("v", i), got, "user %d after the owner crashed: GET /get?key=v on another instance = %q, want v%d", i, got, i)
 	}
 }
 
@@ -173,15 +166,13 @@ func TestConcurrentSyncUsersLoseNothing(t *testing.T) {
 	}
 	wg.Wait()
 	st := a.m.Stats()
-	if st.BackupsWritten < users*writes || st.BackupBatches > st.BackupsWritten {
-		t.Errorf("BackupsWritten %d, BackupBatches %d: want at least %d writes, in no more batches than writes", st.BackupsWritten, st.BackupBatches, users*writes)
-	}
+	assert.GreaterOrEqual(t, st.BackupsWritten, uint64(users*writes), "Stats().BackupsWritten = %d after %d writes, want at least %d", st.BackupsWritten, users*writes, users*writes)
+	assert.LessOrEqual(t, st.BackupBatches, st.BackupsWritten, "Stats().BackupBatches = %d for %d sets, want no more batches than sets", st.BackupBatches, st.BackupsWritten)
 	t.Logf("%d sets in %d batches", st.BackupsWritten, st.BackupBatches)
 	a.crash()
 	b := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "b"})
 	for i, br := range browsers {
-		if _, got := br.do(b, http.MethodGet, "/get?key=v"); got != fmt.Sprintf("%d-%d", i, writes-1) {
-			t.Errorf("user %d after the owner crashed: %q, want %d-%d", i, got, i, writes-1)
-		}
+		_, got := br.do(b, http.MethodGet, "/get?key=v")
+		assert.Equal(t, fmt.Sprintf("%d-%d", i, writes-1), got, "user %d after the owner crashed: GET /get?key=v on another instance = %q, want %d-%d, the last write", i, got, i, writes-1)
 	}
 }

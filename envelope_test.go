@@ -3,7 +3,6 @@ package mcsession
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"math"
 	"testing"
 	"time"
@@ -142,14 +141,14 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		e, rest, err := decodeEnvelope(blob, id)
 		if err == nil {
 			again, rest2, err := decodeEnvelope(appendEnvelope(nil, e, rest), id)
-			if err != nil || !sameEnvelope(again, e) || !bytes.Equal(rest2, rest) {
-				t.Fatalf("decodeEnvelope(%q) = %+v, %q; re-encoded it decodes to %+v, %q, %v", blob, e, rest, again, rest2, err)
-			}
-			if e.idleTimeout < 0 || e.lifetime < 0 || e.created.UnixMilli() < 0 {
-				t.Fatalf("decodeEnvelope(%q) = %+v, out of range", blob, e)
-			}
-		} else if !errors.Is(err, errCorrupt) {
-			t.Fatalf("decodeEnvelope(%q) error = %v, want errCorrupt", blob, err)
+			require.NoError(t, err, "decodeEnvelope(%q) = %+v, %q; re-encoded it fails to decode: %v, want the same envelope", blob, e, rest, err)
+			// bytes.Equal, not require.Equal: a nil and an empty payload are the same.
+			require.True(t, sameEnvelope(again, e) && bytes.Equal(rest2, rest),
+				"decodeEnvelope(%q) = %+v, %q; re-encoded it decodes to %+v, %q, want the same", blob, e, rest, again, rest2)
+			require.False(t, e.idleTimeout < 0 || e.lifetime < 0 || e.created.UnixMilli() < 0,
+				"decodeEnvelope(%q) = %+v, out of range, want no negative time or duration", blob, e)
+		} else {
+			require.ErrorIs(t, err, errCorrupt, "decodeEnvelope(%q) error = %v, want errCorrupt", blob, err)
 		}
 
 		// Round trip of an envelope in the range the Manager writes.
@@ -159,9 +158,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		in := envelope{time.UnixMilli(createdMs), time.Duration(idleMs) * time.Millisecond, time.Duration(lifeMs) * time.Millisecond}
 		out, p, err := decodeEnvelope(appendEnvelope(nil, in, payload), id)
-		if err != nil || !sameEnvelope(out, in) || !bytes.Equal(p, payload) {
-			t.Fatalf("decodeEnvelope(appendEnvelope(%+v, %q)) = %+v, %q, %v", in, payload, out, p, err)
-		}
+		require.NoError(t, err, "decodeEnvelope(appendEnvelope(%+v, %q)) error = %v, want nil", in, payload, err)
+		require.True(t, sameEnvelope(out, in) && bytes.Equal(p, payload),
+			"decodeEnvelope(appendEnvelope(%+v, %q)) = %+v, %q, want the same envelope and payload", in, payload, out, p)
 	})
 }
 
@@ -174,9 +173,7 @@ func TestCorruptBlobIsCountedMiss(t *testing.T) {
 	deadID := testRandom + ".n1.dead"
 	otherID := "fedcba9876543210fedcba9876543210.n1.dead"
 	payload, err := GobTranscoder{}.Encode(map[string]any{"a": "planted"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "GobTranscoder{}.Encode({a: planted}) error = %v, want the payload to plant", err)
 	env := envelope{time.Now(), time.Hour, 0}
 	tests := []struct {
 		name    string
@@ -196,31 +193,31 @@ func TestCorruptBlobIsCountedMiss(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := srv.Flush(); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, srv.Flush(), "Flush() of %s, want an empty memcached for each case", srv.Addr())
 			m := newTestManager(t, Config{Nodes: nodesOf(srv), Route: "live"})
-			if err := srv.Set(memcacheKey(DefaultKeyPrefix, deadID), tt.blob, 0); err != nil {
-				t.Fatal(err)
-			}
+			key := memcacheKey(DefaultKeyPrefix, deadID)
+			require.NoError(t, srv.Set(key, tt.blob, 0), "Set(%q) of the planted blob, want stored", key)
 			rec, saw := serveProbe(t, m, DefaultCookieName+"="+deadID, "a", true)
 			st := m.Stats()
 			if !tt.corrupt {
-				if saw.isNew || saw.value != "planted" || st.LoadsHit != 1 || st.DecodeErrors != 0 {
-					t.Fatalf("good blob: handler saw %+v, stats %+v; want the planted session", saw, st)
-				}
+				assert.False(t, saw.isNew, "good blob: handler saw %+v, want the planted session, not a new one", saw)
+				assert.Equal(t, "planted", saw.value, "good blob: handler saw a = %q, want the planted value", saw.value)
+				assert.Equal(t, uint64(1), st.LoadsHit, "good blob: Stats().LoadsHit = %d, want 1 (stats %+v)", st.LoadsHit, st)
+				assert.Zero(t, st.DecodeErrors, "good blob: Stats().DecodeErrors = %d, want 0 (stats %+v)", st.DecodeErrors, st)
 				return
 			}
-			if !saw.isNew || saw.value != "" || len(saw.keys) != 0 {
-				t.Errorf("handler saw %+v, want a new empty session", saw)
-			}
-			if st.DecodeErrors != 1 || st.LoadsMiss != 1 || st.LoadsHit != 0 {
-				t.Errorf("Stats() = DecodeErrors %d, LoadsMiss %d, LoadsHit %d, want 1, 1, 0", st.DecodeErrors, st.LoadsMiss, st.LoadsHit)
-			}
+			assert.True(t, saw.isNew, "handler saw %+v, want a new empty session", saw)
+			assert.Empty(t, saw.value, "handler saw %+v, want a new empty session", saw)
+			assert.Empty(t, saw.keys, "handler saw %+v, want a new empty session", saw)
+			assert.Equal(t, uint64(1), st.DecodeErrors, "Stats().DecodeErrors = %d, want 1: the bad blob is counted", st.DecodeErrors)
+			assert.Equal(t, uint64(1), st.LoadsMiss, "Stats().LoadsMiss = %d, want 1: a bad blob is a miss", st.LoadsMiss)
+			assert.Zero(t, st.LoadsHit, "Stats().LoadsHit = %d, want 0", st.LoadsHit)
 			// The handler set a value: the new session has a new ID.
 			id := setCookieValue(t, rec.Result().Header)
-			if p, ok := parseID(id, true); !ok || p.random == testRandom || p.route != "live" {
-				t.Errorf("new session cookie = %q, want a new ID routed to live", id)
+			p, ok := parseID(id, true)
+			if assert.True(t, ok, "new session cookie = %q, want a valid ID", id) {
+				assert.NotEqual(t, testRandom, p.random, "new session cookie = %q, want a new random part, not the dead session's", id)
+				assert.Equal(t, "live", p.route, "new session cookie = %q, want it routed to live", id)
 			}
 		})
 	}

@@ -58,16 +58,13 @@ func TestParseID(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, ok := parseID(tt.in, tt.withNode)
-			if ok != tt.ok || ok && got != tt.want {
-				t.Fatalf("parseID(%q, %v) = %+v, %v, want %+v, %v", tt.in, tt.withNode, got, ok, tt.want, tt.ok)
-			}
+			require.Equal(t, tt.ok, ok, "parseID(%q, %v) = %+v, %v, want %+v, %v", tt.in, tt.withNode, got, ok, tt.want, tt.ok)
 			if ok {
-				if s := got.String(); s != tt.in {
-					t.Errorf("parseID(%q).String() = %q, want %q", tt.in, s, tt.in)
-				}
-				if split := splitID(tt.in, tt.withNode); split != got {
-					t.Errorf("splitID(%q, %v) = %+v, want %+v", tt.in, tt.withNode, split, got)
-				}
+				require.Equal(t, tt.want, got, "parseID(%q, %v) = %+v, %v, want %+v, %v", tt.in, tt.withNode, got, ok, tt.want, tt.ok)
+				s := got.String()
+				assert.Equal(t, tt.in, s, "parseID(%q).String() = %q, want %q", tt.in, s, tt.in)
+				split := splitID(tt.in, tt.withNode)
+				assert.Equal(t, got, split, "splitID(%q, %v) = %+v, want %+v, as parseID", tt.in, tt.withNode, split, got)
 			}
 		})
 	}
@@ -76,13 +73,13 @@ func TestParseID(t *testing.T) {
 func TestParseIDAllocatesNothing(t *testing.T) {
 	id := testRandom + ".n1.app1"
 	allocs := testing.AllocsPerRun(100, func() {
+		// if, not require.True(t, ok, ...): passing the message's
+		// arguments would allocate on every run, failure or not.
 		if _, ok := parseID(id, true); !ok {
-			t.Fatal("parseID rejected a valid ID")
+			require.FailNow(t, "parseID rejected a valid ID", "parseID(%q, true) = _, false, want it accepted", id)
 		}
 	})
-	if allocs != 0 {
-		t.Errorf("parseID allocates %v times, want 0", allocs)
-	}
+	assert.Zero(t, allocs, "parseID(%q, true) allocates %v times, want 0", id, allocs)
 }
 
 func TestSessionIDString(t *testing.T) {
@@ -96,9 +93,8 @@ func TestSessionIDString(t *testing.T) {
 		{sessionID{testRandom, "n1", "app1"}, testRandom + ".n1.app1"},
 	}
 	for _, tt := range tests {
-		if got := tt.id.String(); got != tt.want {
-			t.Errorf("%+v.String() = %q, want %q", tt.id, got, tt.want)
-		}
+		got := tt.id.String()
+		assert.Equal(t, tt.want, got, "%+v.String() = %q, want %q", tt.id, got, tt.want)
 	}
 }
 
@@ -127,25 +123,16 @@ func TestMemcacheKey(t *testing.T) {
 	seen := make(map[string]string)
 	for _, id := range ids {
 		key := memcacheKey(DefaultKeyPrefix, id)
-		if want := len(DefaultKeyPrefix) + keyHexLen; len(key) != want {
-			t.Errorf("len(memcacheKey(%q)) = %d, want %d", id, len(key), want)
-		}
-		if !strings.HasPrefix(key, DefaultKeyPrefix) {
-			t.Errorf("memcacheKey(%q) = %q, want prefix %q", id, key, DefaultKeyPrefix)
-		}
-		if !legalKey(key) {
-			t.Errorf("memcacheKey(%q) = %q, not a legal memcached key", id, key)
-		}
-		if strings.Contains(key, testRandom[:8]) {
-			t.Errorf("memcacheKey(%q) = %q, reveals the ID", id, key)
-		}
-		if other, dup := seen[key]; dup {
-			t.Errorf("memcacheKey(%q) = memcacheKey(%q) = %q", id, other, key)
-		}
+		want := len(DefaultKeyPrefix) + keyHexLen
+		assert.Equal(t, want, len(key), "len(memcacheKey(%q)) = %d, want %d", id, len(key), want)
+		assert.True(t, strings.HasPrefix(key, DefaultKeyPrefix), "memcacheKey(%q) = %q, want prefix %q", id, key, DefaultKeyPrefix)
+		assert.True(t, legalKey(key), "memcacheKey(%q) = %q, want a legal memcached key", id, key)
+		assert.NotContains(t, key, testRandom[:8], "memcacheKey(%q) = %q, reveals the ID, want a hash", id, key)
+		other, dup := seen[key]
+		assert.False(t, dup, "memcacheKey(%q) = memcacheKey(%q) = %q, want different keys for different IDs", id, other, key)
 		seen[key] = id
-		if again := memcacheKey(DefaultKeyPrefix, id); again != key {
-			t.Errorf("memcacheKey(%q) = %q, then %q", id, key, again)
-		}
+		again := memcacheKey(DefaultKeyPrefix, id)
+		assert.Equal(t, key, again, "memcacheKey(%q) = %q, then %q, want the same key every time", id, key, again)
 	}
 }
 
@@ -166,9 +153,8 @@ func TestLegalKey(t *testing.T) {
 		{"a\x00b", false},
 	}
 	for _, tt := range tests {
-		if got := legalKey(tt.in); got != tt.want {
-			t.Errorf("legalKey(%q) = %v, want %v", tt.in, got, tt.want)
-		}
+		got := legalKey(tt.in)
+		assert.Equal(t, tt.want, got, "legalKey(%q) = %v, want %v", tt.in, got, tt.want)
 	}
 }
 
@@ -186,29 +172,22 @@ func FuzzParseID(f *testing.F) {
 		if !ok {
 			return
 		}
-		if got := id.String(); got != s {
-			t.Fatalf("parseID(%q, %v).String() = %q, want %q", s, withNode, got, s)
+		str := id.String()
+		require.Equal(t, s, str, "parseID(%q, %v).String() = %q, want %q", s, withNode, str, s)
+		split := splitID(s, withNode)
+		require.Equal(t, id, split, "splitID(%q, %v) = %+v, want parseID's %+v", s, withNode, split, id)
+		require.True(t, len(s) >= randomLen && len(s) <= maxIDLen,
+			"parseID(%q, %v) accepted %d bytes, want %d..%d", s, withNode, len(s), randomLen, maxIDLen)
+		require.True(t, len(id.random) == randomLen && strings.Trim(id.random, "0123456789abcdef") == "",
+			"parseID(%q, %v).random = %q, want %d lowercase hex digits", s, withNode, id.random, randomLen)
+		require.True(t, (id.node != "") == withNode && len(id.node) <= 32,
+			"parseID(%q, %v).node = %q, want a node of at most 32 bytes exactly when withNode", s, withNode, id.node)
+		require.True(t, len(id.route) <= MaxRouteLen && !strings.Contains(id.node+id.route, "."),
+			"parseID(%q, %v) = %+v, want a route of at most %d bytes and no dot in node or route", s, withNode, id, MaxRouteLen)
+		if id.route != "" {
+			require.NoError(t, checkRoute(id.route), "parseID(%q, %v).route = %q, want a valid Route", s, withNode, id.route)
 		}
-		if got := splitID(s, withNode); got != id {
-			t.Fatalf("splitID(%q, %v) = %+v, want parseID's %+v", s, withNode, got, id)
-		}
-		if len(s) < randomLen || len(s) > maxIDLen {
-			t.Fatalf("parseID(%q, %v) accepted %d bytes, want %d..%d", s, withNode, len(s), randomLen, maxIDLen)
-		}
-		if len(id.random) != randomLen || strings.Trim(id.random, "0123456789abcdef") != "" {
-			t.Fatalf("parseID(%q, %v).random = %q, want %d lowercase hex digits", s, withNode, id.random, randomLen)
-		}
-		if (id.node != "") != withNode || len(id.node) > 32 {
-			t.Fatalf("parseID(%q, %v).node = %q", s, withNode, id.node)
-		}
-		if len(id.route) > MaxRouteLen || strings.Contains(id.node+id.route, ".") {
-			t.Fatalf("parseID(%q, %v) = %+v", s, withNode, id)
-		}
-		if id.route != "" && checkRoute(id.route) != nil {
-			t.Fatalf("parseID(%q, %v).route = %q, not a valid Route", s, withNode, id.route)
-		}
-		if key := memcacheKey(DefaultKeyPrefix, s); !legalKey(key) {
-			t.Fatalf("memcacheKey(%q) = %q, not a legal key", s, key)
-		}
+		key := memcacheKey(DefaultKeyPrefix, s)
+		require.True(t, legalKey(key), "memcacheKey(%q) = %q, want a legal key", s, key)
 	})
 }
