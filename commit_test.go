@@ -3,9 +3,11 @@ package mcsession
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,4 +177,26 @@ func TestConcurrentSyncUsersLoseNothing(t *testing.T) {
 		_, got := br.do(b, http.MethodGet, "/get?key=v")
 		assert.Equal(t, fmt.Sprintf("%d-%d", i, writes-1), got, "user %d after the owner crashed: GET /get?key=v on another instance = %q, want %d-%d, the last write", i, got, i, writes-1)
 	}
+}
+
+// TestNotSentSetLeavesTheNodeUp pins that a set the group commit did not
+// send, because the node was down when its batch's turn came, proves
+// nothing about the node now: a probe may have marked it up meanwhile, and
+// it must not be marked down again (with an ERROR and its sessions moved).
+func TestNotSentSetLeavesTheNodeUp(t *testing.T) {
+	mc := memcachetest.Start(t)
+	logs := &logRecorder{}
+	m := newTestManager(t, Config{Nodes: nodesOf(mc), Route: "a", SyncBackup: true, Logger: slog.New(logs)})
+	n := replicaOf(m).cluster.load().list[0]
+	var looked atomic.Bool
+	old := n.wire
+	// The batch's sender finds the node down; right after, it is up again.
+	n.wire = mcwire.New(n.Addr, time.Second, 4, func() bool { return looked.Swap(true) && n.up.Load() })
+	old.Close()
+
+	serveSession(m, "", func(s *Session) { s.Set("k", "v") })
+	st := m.Stats()
+	assert.Equal(t, 1, st.NodesUp, "Stats().NodesUp after a set that was not sent: the node stays up")
+	assert.Empty(t, logs.atLeast(slog.LevelError), "errors logged for a set that was not sent: none")
+	assert.Equal(t, uint64(1), st.BackupsWritten, "Stats().BackupsWritten: the store is retried and written")
 }

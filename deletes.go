@@ -29,7 +29,7 @@ func (r *memcacheReplica) deleteEnded(e *entry) error {
 	e.mu.Lock()
 	random := e.random
 	e.mu.Unlock()
-	r.m.sessions.DeleteIf(random, func(x *entry) bool { return x == e })
+	r.sessions.DeleteIf(random, func(x *entry) bool { return x == e })
 	return nil
 }
 
@@ -47,8 +47,8 @@ func (r *memcacheReplica) deleteKey(nodeID, key string, e *entry) error {
 	}
 	start := time.Now()
 	err := n.wire.Delete(key)
-	r.m.stats.backupLatency.observe(time.Since(start))
-	r.m.stats.deletes.Add(1)
+	r.stats.backupLatency.observe(time.Since(start))
+	r.stats.deletes.Add(1)
 	switch mcwire.Classify(err) {
 	case mcwire.OK, mcwire.Miss:
 		return nil

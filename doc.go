@@ -65,7 +65,8 @@
 //
 // # Session IDs
 //
-// An ID is "<random>[.<node>][.<route>]": 32 hex digits from crypto/rand,
+// An ID is "<random>[.<node>][.<route>]": 32 hex digits (a version 4 UUID,
+// 122 random bits from crypto/rand),
 // the memcached node holding the backup (only with nodes), and the route of
 // the owning instance (only with Config.Route). Cookies that do not parse
 // start a new session without touching memcached. Memcached keys are

@@ -55,6 +55,13 @@ func (e *entry) needsStoreLocked() bool {
 	return e.dirty || e.readMutable || e.removed
 }
 
+// onlyReadMutableLocked reports whether the only change e may have is a
+// value changed in place: a mutable value was read, and nothing else
+// changed. e.mu is held.
+func (e *entry) onlyReadMutableLocked() bool {
+	return e.readMutable && !e.dirty && !e.removed
+}
+
 // needsTouchLocked reports whether memcached's copy of e, if it has one
 // that e could replace, expires before e does at expiry. e.mu is held.
 func (e *entry) needsTouchLocked(expiry time.Time) bool {

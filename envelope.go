@@ -21,7 +21,8 @@ import (
 // already ties the copy to its ID. Version 1 stored the whole ID after
 // lifetime, as a uvarint length and the bytes; such copies, left by an
 // older instance during a rolling deploy, are still read (their ID is
-// checked and dropped) and are written back as version 2 by the next store.
+// checked and dropped), and adopt marks the session for a store, so they
+// are written again as version 2 even if the session is only read.
 // The last access time is not stored: memcached's TTL, renewed by touch, is
 // what enforces the idle timeout of a copy.
 const (
@@ -32,6 +33,7 @@ const (
 
 // envelope is the metadata stored with a session's values.
 type envelope struct {
+	version     byte // the format read by decodeEnvelope; appendEnvelope writes envelopeVersion
 	created     time.Time
 	idleTimeout time.Duration
 	lifetime    time.Duration
@@ -89,6 +91,7 @@ func decodeEnvelope(b []byte, id string) (envelope, []byte, error) {
 			return e, nil, err
 		}
 	}
+	e.version = version
 	e.created = time.UnixMilli(int64(fields[0]))
 	e.idleTimeout = time.Duration(fields[1]) * time.Millisecond
 	e.lifetime = time.Duration(fields[2]) * time.Millisecond

@@ -20,12 +20,12 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		e       envelope
 		payload []byte
 	}{
-		{"typical", envelope{created, 30 * time.Minute, 0}, []byte("payload")},
-		{"lifetime", envelope{created, time.Second, 12 * time.Hour}, []byte{0, 1, 2, 0xff}},
-		{"empty payload", envelope{created, time.Hour, 0}, nil},
+		{"typical", envelope{created: created, idleTimeout: 30 * time.Minute, lifetime: 0}, []byte("payload")},
+		{"lifetime", envelope{created: created, idleTimeout: time.Second, lifetime: 12 * time.Hour}, []byte{0, 1, 2, 0xff}},
+		{"empty payload", envelope{created: created, idleTimeout: time.Hour, lifetime: 0}, nil},
 		{"zero fields", envelope{created: time.UnixMilli(0)}, nil},
-		{"longest timeouts", envelope{created, math.MaxInt64, math.MaxInt64}, nil},
-		{"payload that looks like an envelope", envelope{created, time.Hour, 0}, appendEnvelope(nil, envelope{}, []byte("inner"))},
+		{"longest timeouts", envelope{created: created, idleTimeout: math.MaxInt64, lifetime: math.MaxInt64}, nil},
+		{"payload that looks like an envelope", envelope{created: created, idleTimeout: time.Hour, lifetime: 0}, appendEnvelope(nil, envelope{}, []byte("inner"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,7 +57,7 @@ func appendEnvelopeV1(b []byte, e envelope, id string, payload []byte) []byte {
 // by an older instance during a rolling deploy is still read.
 func TestEnvelopeHoldsNoID(t *testing.T) {
 	id := testRandom + ".n1.app1"
-	e := envelope{time.UnixMilli(1_700_000_000_000), time.Hour, 0}
+	e := envelope{created: time.UnixMilli(1_700_000_000_000), idleTimeout: time.Hour, lifetime: 0}
 	blob := appendEnvelope(nil, e, []byte("payload"))
 	assert.NotContains(t, string(blob), testRandom, "appendEnvelope(%+v) = %q: must not hold the random part", e, blob)
 	assert.Equal(t, byte(envelopeVersion), blob[len(envelopeMagic)], "appendEnvelope writes format version %d", envelopeVersion)
@@ -81,8 +81,8 @@ func sameEnvelope(a, b envelope) bool {
 }
 
 func TestDecodeEnvelopeErrors(t *testing.T) {
-	good := appendEnvelope(nil, envelope{time.UnixMilli(1e12), time.Hour, 0}, []byte("p"))
-	goodV1 := appendEnvelopeV1(nil, envelope{time.UnixMilli(1e12), time.Hour, 0}, testRandom, []byte("p"))
+	good := appendEnvelope(nil, envelope{created: time.UnixMilli(1e12), idleTimeout: time.Hour, lifetime: 0}, []byte("p"))
+	goodV1 := appendEnvelopeV1(nil, envelope{created: time.UnixMilli(1e12), idleTimeout: time.Hour, lifetime: 0}, testRandom, []byte("p"))
 	header := func(version byte, fields ...uint64) []byte {
 		b := []byte{'M', 'C', 'S', version}
 		for _, f := range fields {
@@ -131,9 +131,9 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 // bytes, that what it accepts re-encodes to an equal envelope, and that
 // appendEnvelope then decodeEnvelope round-trips every envelope in range.
 func FuzzDecodeEnvelope(f *testing.F) {
-	f.Add(appendEnvelope(nil, envelope{time.UnixMilli(1_700_000_000_000), 30 * time.Minute, 0}, []byte("payload")),
+	f.Add(appendEnvelope(nil, envelope{created: time.UnixMilli(1_700_000_000_000), idleTimeout: 30 * time.Minute, lifetime: 0}, []byte("payload")),
 		testRandom+".n1", int64(1_700_000_000_000), int64(1800_000), int64(0), []byte("payload"))
-	f.Add(appendEnvelopeV1(nil, envelope{time.UnixMilli(1_700_000_000_000), 30 * time.Minute, 0}, testRandom+".n1", []byte("payload")),
+	f.Add(appendEnvelopeV1(nil, envelope{created: time.UnixMilli(1_700_000_000_000), idleTimeout: 30 * time.Minute, lifetime: 0}, testRandom+".n1", []byte("payload")),
 		testRandom+".n1", int64(1_700_000_000_000), int64(1800_000), int64(0), []byte("payload"))
 	f.Add([]byte("MCS\x01\x80"), "", int64(0), int64(0), int64(0), []byte{})
 	f.Fuzz(func(t *testing.T, blob []byte, id string, createdMs, idleMs, lifeMs int64, payload []byte) {
@@ -156,7 +156,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if createdMs < 0 || createdMs > maxMillis || idleMs < 0 || idleMs > maxDurationMillis || lifeMs < 0 || lifeMs > maxDurationMillis {
 			return
 		}
-		in := envelope{time.UnixMilli(createdMs), time.Duration(idleMs) * time.Millisecond, time.Duration(lifeMs) * time.Millisecond}
+		in := envelope{created: time.UnixMilli(createdMs), idleTimeout: time.Duration(idleMs) * time.Millisecond, lifetime: time.Duration(lifeMs) * time.Millisecond}
 		out, p, err := decodeEnvelope(appendEnvelope(nil, in, payload), id)
 		require.NoError(t, err, "decodeEnvelope(appendEnvelope(%+v, %q)) error = %v, want nil", in, payload, err)
 		require.True(t, sameEnvelope(out, in) && bytes.Equal(p, payload),
@@ -174,7 +174,7 @@ func TestCorruptBlobIsCountedMiss(t *testing.T) {
 	otherID := "fedcba9876543210fedcba9876543210.n1.dead"
 	payload, err := GobTranscoder{}.Encode(map[string]any{"a": "planted"})
 	require.NoError(t, err, "GobTranscoder{}.Encode({a: planted}) error = %v, want the payload to plant", err)
-	env := envelope{time.Now(), time.Hour, 0}
+	env := envelope{created: time.Now(), idleTimeout: time.Hour, lifetime: 0}
 	tests := []struct {
 		name    string
 		blob    []byte

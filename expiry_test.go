@@ -65,7 +65,7 @@ func TestTTL(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &Manager{cfg: settings{Config: Config{IdleTimeout: tt.idle, Lifetime: tt.life}}}
-			b := &memcacheReplica{m: m}
+			b := &memcacheReplica{m: m, cfg: &m.cfg}
 			e := &entry{created: tt.created, lastAccess: tt.lastAccess}
 			if e.created.IsZero() {
 				e.created = now

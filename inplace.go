@@ -2,8 +2,8 @@ package mcsession
 
 // Changes made in place. A handler that reads a slice, map or pointer from
 // its session may change it without calling Set, so after such a read the
-// session is compared with its backup before the request ends (see
-// request.finish). The comparison has two speeds:
+// session is compared with its backup when the last request using it
+// releases it (memcacheReplica.release). The comparison has two speeds:
 //
 //   - fingerprint: a hash of the values (or of their encoding) is compared
 //     with the hash of the stored payload.
@@ -60,5 +60,5 @@ func (e *entry) verifiedLocked() bool {
 // changed: nothing to store for that read. e.mu is held.
 func (r *memcacheReplica) readUnchangedLocked(e *entry) {
 	e.readMutable = false
-	r.m.stats.backupsSkipped.Add(1)
+	r.stats.backupsSkipped.Add(1)
 }

@@ -51,3 +51,63 @@ func TestChangeAfterShutdownIsNoOutage(t *testing.T) {
 		})
 	}
 }
+
+// TestLogoutAfterShutdownTakesEffect pins that the security operations work
+// whatever the order of shutdown: after Shutdown nothing is written, but an
+// Invalidate still deletes the session's copy and a RenewID the copy under
+// the old ID, at once, so no other instance can load them. (They were
+// skipped with every other write once the connections were closed.)
+func TestLogoutAfterShutdownTakesEffect(t *testing.T) {
+	for _, op := range []string{"/invalidate", "/renew"} {
+		t.Run(op, func(t *testing.T) {
+			mc := memcachetest.Start(t)
+			cfg := Config{Nodes: nodesOf(mc), Route: "a"}
+			a := newInstance(t, cfg)
+			br := newBrowser(t)
+			checkSet(t, br, a, "user", "alice")
+			waitIdle(t, a.m)
+			id := br.sessionID(a)
+			_, found := storedSession(t, mc, id)
+			require.True(t, found, "session %s stored before Shutdown", id)
+			require.NoError(t, a.m.Shutdown(context.Background()), "Shutdown")
+
+			code, _ := br.do(a, http.MethodPost, op)
+			require.Equal(t, http.StatusOK, code, "POST %s after Shutdown", op)
+			_, found = storedSession(t, mc, id)
+			assert.False(t, found, "copy under %s after POST %s after Shutdown: deleted at once", id, op)
+			assert.Equal(t, uint64(1), a.m.Stats().ChangesAfterClose, "Stats().ChangesAfterClose after POST %s after Shutdown", op)
+
+			cfg.Route = "b"
+			b := newInstance(t, cfg)
+			other := newBrowser(t)
+			other.setSessionID(b, id)
+			_, body := other.do(b, http.MethodGet, "/get?key=user")
+			assert.Empty(t, body, "GET /get?key=user with the old ID %s on another instance: the session must not be taken over", id)
+		})
+	}
+}
+
+// TestLoadAfterShutdownIsNoLoadError pins that a closed Manager's loads
+// fail quietly: its connections are closed, not the node, so nothing is
+// counted as a load error or logged as a backend fault, and the cookie is
+// kept (the session is out of reach, not gone).
+func TestLoadAfterShutdownIsNoLoadError(t *testing.T) {
+	mc := memcachetest.Start(t)
+	cfg := Config{Nodes: nodesOf(mc), Route: "a"}
+	a := newInstance(t, cfg)
+	br := newBrowser(t)
+	checkSet(t, br, a, "user", "alice")
+	require.NoError(t, a.m.Shutdown(context.Background()), "Shutdown of a")
+
+	logs := &logRecorder{}
+	cfg.Route, cfg.Logger = "b", slog.New(logs)
+	b := newInstance(t, cfg)
+	require.NoError(t, b.m.Shutdown(context.Background()), "Shutdown of b")
+	br.setSessionID(b, br.sessionID(a))
+	code, _ := br.do(b, http.MethodGet, "/get?key=user")
+	require.Equal(t, http.StatusOK, code, "GET after Shutdown: served")
+	st := b.m.Stats()
+	assert.Zero(t, st.LoadsError, "Stats().LoadsError of a closed Manager's load: none, no node failed")
+	assert.Equal(t, st.Nodes, st.NodesUp, "Stats().NodesUp after a closed Manager's load")
+	assert.Empty(t, logs.atLeast(slog.LevelWarn), "warnings for a closed Manager's load: none")
+}

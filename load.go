@@ -26,7 +26,7 @@ func (r *memcacheReplica) load(id sessionID) loaded {
 // ranking: its owner may have moved it there while the ID's node was down,
 // and the client may not have received the new cookie.
 func (r *memcacheReplica) loadNow(ns *nodeSet, id sessionID) loaded {
-	if e, ok := r.m.sessions.Get(id.random); ok {
+	if e, ok := r.sessions.Get(id.random); ok {
 		return loaded{e: e} // adopted by a load that finished just before this one began
 	}
 	home := ns.byID[id.node]
@@ -40,7 +40,7 @@ func (r *memcacheReplica) loadNow(ns *nodeSet, id sessionID) loaded {
 	for i := 0; i < len(candidates); i++ {
 		n := candidates[i]
 		found := sessionID{id.random, n.ID, id.route}
-		key := memcacheKey(r.m.cfg.KeyPrefix, found.String())
+		key := memcacheKey(r.cfg.KeyPrefix, found.String())
 		blob, err := r.get(n, key)
 		if err != nil {
 			failed = failed || mcwire.Classify(err) != mcwire.Miss
@@ -55,7 +55,7 @@ func (r *memcacheReplica) loadNow(ns *nodeSet, id sessionID) loaded {
 	if failed || len(candidates) == 0 {
 		return loaded{} // out of reach, not known to be gone
 	}
-	r.m.stats.loadsMiss.Add(1)
+	r.stats.loadsMiss.Add(1)
 	return loaded{gone: true} // missing on every node that answered
 }
 
@@ -63,14 +63,14 @@ func (r *memcacheReplica) loadNow(ns *nodeSet, id sessionID) loaded {
 func (r *memcacheReplica) get(n *node, key string) ([]byte, error) {
 	start := time.Now()
 	blob, err := n.wire.Get(key)
-	r.m.stats.loadLatency.observe(time.Since(start))
+	r.stats.loadLatency.observe(time.Since(start))
 	switch mcwire.Classify(err) {
-	case mcwire.OK, mcwire.Miss:
+	case mcwire.OK, mcwire.Miss, mcwire.Closed: // Closed: the Manager is shut down, not the node
 		return blob, err
 	}
 	r.cluster.failed(n, err)
-	r.m.stats.loadsError.Add(1)
-	r.m.logger.warn("load-error", "mcsession: cannot load session from memcached; the request starts without it",
+	r.stats.loadsError.Add(1)
+	r.logger.warn("load-error", "mcsession: cannot load session from memcached; the request starts without it",
 		"err", opError(n, "get", err))
 	return nil, err
 }
@@ -80,18 +80,18 @@ func (r *memcacheReplica) get(n *node, key string) ([]byte, error) {
 func (r *memcacheReplica) adoptFound(found sessionID, n *node, key string, blob []byte) loaded {
 	e, err := r.adopt(found, n, key, blob)
 	if err != nil {
-		r.m.stats.decodeErrors.Add(1)
-		r.m.stats.loadsMiss.Add(1)
-		r.m.logger.warn("decode", "mcsession: stored session cannot be decoded; treated as missing",
+		r.stats.decodeErrors.Add(1)
+		r.stats.loadsMiss.Add(1)
+		r.logger.warn("decode", "mcsession: stored session cannot be decoded; treated as missing",
 			"node", n.ID, "key", key, "err", err)
 		return loaded{gone: true}
 	}
 	if e == nil {
-		r.m.stats.loadsMiss.Add(1) // expired
+		r.stats.loadsMiss.Add(1) // expired
 		return loaded{gone: true}
 	}
-	r.m.stats.loadsHit.Add(1)
-	actual, _ := r.m.sessions.LoadOrStore(e.random, e)
+	r.stats.loadsHit.Add(1)
+	actual, _ := r.sessions.LoadOrStore(e.random, e)
 	return loaded{e: actual}
 }
 
@@ -103,13 +103,13 @@ func (r *memcacheReplica) adopt(id sessionID, n *node, key string, blob []byte) 
 		return nil, err
 	}
 	now := time.Now()
-	for _, life := range []time.Duration{env.lifetime, r.m.cfg.Lifetime} {
+	for _, life := range []time.Duration{env.lifetime, r.cfg.Lifetime} {
 		if life > 0 && now.Sub(env.created) > life {
 			r.deleteKey(n.ID, key, nil)
 			return nil, nil
 		}
 	}
-	decoded, err := r.m.cfg.Transcoder.Decode(payload)
+	decoded, err := r.cfg.Transcoder.Decode(payload)
 	if err != nil {
 		return nil, err
 	}
@@ -125,13 +125,18 @@ func (r *memcacheReplica) adopt(id sessionID, n *node, key string, blob []byte) 
 	}
 	// The ID is built afresh: id's parts are substrings of the request's
 	// Cookie header, which the session must not keep alive.
-	e.setID(sessionID{id.random, n.ID, r.m.cfg.Route})
+	e.setID(sessionID{id.random, n.ID, r.cfg.Route})
+	if env.version != envelopeVersion {
+		// An older format (version 1 holds the ID in clear): the next
+		// store writes it again in the current one.
+		e.dirty = true
+	}
 	if e.id != id.String() {
 		// Stored under another ID: write it under ours (the next store
 		// does, and deletes the old key).
 		e.dirty = true
-		if id.route != r.m.cfg.Route {
-			r.m.stats.takeovers.Add(1)
+		if id.route != r.cfg.Route {
+			r.stats.takeovers.Add(1)
 		}
 	}
 	e.mu.Lock()

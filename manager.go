@@ -78,8 +78,10 @@ func (m *Manager) goRun(f func()) {
 // Manager still serves sessions from memory, with or without SyncBackup,
 // but writes nothing to memcached: a change made then is counted in
 // Stats.ChangesAfterClose, logged as a warning, and lost when the process
-// exits. Shutdown is safe to call more than once and after Close; later
-// calls return nil.
+// exits. Only the deletes that make a logout or a renewed ID final still go
+// out: Invalidate deletes the session's copy and RenewID the copy under the
+// old ID, at once. Shutdown is safe to call more than once and after Close;
+// later calls return nil.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	if m.closed.Load() {
 		return nil

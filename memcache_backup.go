@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/mcsession/mcsession/internal/nodespec"
+	"github.com/mcsession/mcsession/internal/shardmap"
 	"github.com/mcsession/mcsession/internal/singleflight"
 )
 
 // memcacheReplica keeps a copy of every session on a memcached node. Its
 // parts, one file each:
 //
-//   - nodes.go: the node list, node health and probing, placement;
+//   - nodes.go: the node list, node health and probing, the ranking of
+//     nodes for a session (pick, elsewhere);
 //   - backup_queue.go: the queue, the pending set, batching and the flush;
 //   - store.go: the store of one session, decided, encoded, sent, recorded;
 //   - deletes.go: deletes of ended or moved copies, deferred while a node is down;
@@ -23,16 +25,27 @@ import (
 // This file holds what the session core calls (the replica interface) and
 // the goroutines: the workers, the retry loop and the prober.
 type memcacheReplica struct {
-	m       *Manager
-	cluster cluster
-	queue   *queue
-	rescue  atomic.Bool                // a node went down or was removed: move its sessions
-	flights singleflight.Group[loaded] // concurrent loads of one session share one get
-	deletes deferredDeletes            // deletes waiting for their node to come back
+	m        *Manager // its lifecycle (stop, closed, goRun), expiry and encoding
+	cfg      *settings
+	stats    *counters
+	sessions *shardmap.Map[*entry]
+	logger   *rateLogger
+	cluster  cluster
+	queue    *queue
+	rescue   atomic.Bool                // a node went down or was removed: move its sessions
+	flights  singleflight.Group[loaded] // concurrent loads of one session share one get
+	deletes  deferredDeletes            // deletes waiting for their node to come back
 }
 
 func newMemcacheReplica(m *Manager, specs []nodespec.Node) *memcacheReplica {
-	r := &memcacheReplica{m: m, queue: newQueue(m.cfg.BackupQueueSize, &m.stats, m.logger)}
+	r := &memcacheReplica{
+		m:        m,
+		cfg:      &m.cfg,
+		stats:    &m.stats,
+		sessions: m.sessions,
+		logger:   m.logger,
+		queue:    newQueue(m.cfg.BackupQueueSize, &m.stats, m.logger),
+	}
 	r.cluster = cluster{cfg: &m.cfg, logger: m.logger, onChange: r.nodeChanged}
 	r.cluster.replace(specs)
 	return r
@@ -41,7 +54,7 @@ func newMemcacheReplica(m *Manager, specs []nodespec.Node) *memcacheReplica {
 // start runs the workers, the retry loop and the prober, owned by the
 // Manager: Close stops them.
 func (r *memcacheReplica) start() {
-	for range r.m.cfg.BackupWorkers {
+	for range r.cfg.BackupWorkers {
 		r.m.goRun(r.work)
 	}
 	r.m.goRun(r.retryLoop)
@@ -55,7 +68,7 @@ func (r *memcacheReplica) home(random string) string { return r.cluster.load().p
 func (r *memcacheReplica) usedLocked(e *entry) { r.placeLocked(e) }
 
 func (r *memcacheReplica) beforeResponse(e *entry) {
-	if r.m.cfg.SyncBackup && e.needsStore() {
+	if r.cfg.SyncBackup && e.needsStore() {
 		r.storeNow(e)
 	}
 }
@@ -73,14 +86,14 @@ func (r *memcacheReplica) release(e *entry, mutated bool) {
 		// still change what it read.
 		e.readMutable = true
 	}
-	if e.readMutable && !e.dirty && !e.removed && e.active == 0 {
+	if e.onlyReadMutableLocked() && e.active == 0 {
 		r.checkInPlaceLocked(e)
 	}
 	store := e.needsStoreLocked()
 	touch := !store && e.needsTouchLocked(r.m.expiryLocked(e))
 	e.mu.Unlock()
 	switch {
-	case store && r.m.cfg.SyncBackup:
+	case store && r.cfg.SyncBackup:
 		r.storeNow(e)
 	case store || touch:
 		r.schedule(e)
@@ -90,23 +103,41 @@ func (r *memcacheReplica) release(e *entry, mutated bool) {
 // renamed keeps the old ID from loading the copy stored under it: that copy
 // exists until the session is stored under its new ID, and a fixated ID
 // must be worthless at once. A tombstone takes the old random part's place
-// in the session map until then (record removes it).
+// in the session map until then (record removes it). After Close no store
+// will come, so the old copy is deleted now, on the caller's goroutine.
 func (r *memcacheReplica) renamed(e *entry, old string) {
 	e.mu.Lock()
 	e.renamed = append(e.renamed, old)
 	e.mu.Unlock()
-	r.m.sessions.Set(old, &entry{removed: true, lastAccess: time.Now()})
+	r.sessions.Set(old, &entry{removed: true, lastAccess: time.Now()})
+	if r.m.closed.Load() {
+		e.writeMu.Lock()
+		if e.storedKey != "" {
+			r.deleteKey(e.storedNode, e.storedKey, e)
+			e.storedKey, e.storedNode = "", ""
+		}
+		e.writeMu.Unlock()
+	}
 }
 
 // ended deletes e's copy. e stays in the session map as a tombstone until
 // the copy is deleted (see deleteEnded): until then a request with its ID
-// finds it ended here, instead of missing and loading the copy back.
+// finds it ended here, instead of missing and loading the copy back. After
+// Close, when nothing else is written, the delete still goes out, at once
+// and on the caller's goroutine: a logout must take effect whatever the
+// order of shutdown.
 func (r *memcacheReplica) ended(e *entry, _ string, sync bool) {
-	if sync && r.m.cfg.SyncBackup {
+	switch {
+	case r.m.closed.Load():
+		r.closedFor(e)
+		e.writeMu.Lock()
+		r.deleteEnded(e)
+		e.writeMu.Unlock()
+	case sync && r.cfg.SyncBackup:
 		r.storeNow(e)
-		return
+	default:
+		r.schedule(e)
 	}
-	r.schedule(e)
 }
 
 // setNodes installs a new node list: sessions on a removed node, or on a
@@ -154,32 +185,33 @@ func (r *memcacheReplica) storeNow(e *entry) {
 	if r.closedFor(e) {
 		return
 	}
-	if err := r.store(e, time.Now().Add(r.m.cfg.BackupTimeout), true); retryable(err) {
+	if err := r.store(e, time.Now().Add(r.cfg.BackupTimeout), true); retryable(err) {
 		r.queue.addPending(e)
 	}
 }
 
 // closedFor reports whether the Manager is closed, counting and logging
 // the change to e that it will therefore never write: after Shutdown or
-// Close sessions live on in memory only.
+// Close sessions live on in memory only (an ended session's copy is still
+// deleted, see ended).
 func (r *memcacheReplica) closedFor(e *entry) bool {
 	if !r.m.closed.Load() {
 		return false
 	}
 	e.mu.Lock()
-	changed := e.dirty || e.readMutable
+	changed := e.needsStoreLocked()
 	e.dirty, e.readMutable = false, false // never to be written: count it once
 	e.mu.Unlock()
 	if changed {
-		r.m.stats.changesAfterClose.Add(1)
-		r.m.logger.warn("after-close", "mcsession: session changed after Shutdown or Close; kept in memory only, not written to memcached (shut the http.Server down before the Manager)")
+		r.stats.changesAfterClose.Add(1)
+		r.logger.warn("after-close", "mcsession: session changed after Shutdown or Close; kept in memory only, not written to memcached (shut the http.Server down before the Manager)")
 	}
 	return true
 }
 
 // work stores queued sessions, a batch at a time, until Close.
 func (r *memcacheReplica) work() {
-	if h := r.m.cfg.hooks.workerExited; h != nil {
+	if h := r.cfg.hooks.workerExited; h != nil {
 		defer h()
 	}
 	t := time.NewTimer(time.Hour)
@@ -199,7 +231,7 @@ func (r *memcacheReplica) work() {
 // queues every local session on it, so they move to another node before
 // anyone asks.
 func (r *memcacheReplica) retryLoop() {
-	t := time.NewTicker(r.m.cfg.RetryInterval)
+	t := time.NewTicker(r.cfg.RetryInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -208,13 +240,13 @@ func (r *memcacheReplica) retryLoop() {
 		case <-r.queue.kick:
 		case <-t.C:
 		}
-		r.queue.retryPending(r.m.cfg.hooks.retrying, func() {
+		r.queue.retryPending(r.cfg.hooks.retrying, func() {
 			if r.rescue.Swap(false) {
 				r.rescueSessions()
 			}
 		})
 		r.runDeferredDeletes()
-		if h := r.m.cfg.hooks.retried; h != nil {
+		if h := r.cfg.hooks.retried; h != nil {
 			h()
 		}
 	}
@@ -236,7 +268,7 @@ func (r *memcacheReplica) rescueSessions() {
 // called with e.mu held, reports true.
 func (r *memcacheReplica) rewriteWhere(match func(e *entry) bool) {
 	var rewrite []*entry
-	r.m.sessions.Range(func(_ string, e *entry) bool {
+	r.sessions.Range(func(_ string, e *entry) bool {
 		e.mu.Lock()
 		if !e.removed && match(e) {
 			e.dirty = true
@@ -264,8 +296,8 @@ func (r *memcacheReplica) placeLocked(e *entry) bool {
 	if target == cur || !target.up.Load() {
 		return false
 	}
-	e.setID(sessionID{e.random, target.ID, r.m.cfg.Route})
+	e.setID(sessionID{e.random, target.ID, r.cfg.Route})
 	e.dirty = true
-	r.m.stats.relocations.Add(1)
+	r.stats.relocations.Add(1)
 	return true
 }

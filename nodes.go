@@ -1,6 +1,7 @@
 package mcsession
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,9 +170,12 @@ func (ns *nodeSet) counts() (total, up int) {
 }
 
 // failed records the outcome of an operation on n: an unreachable node is
-// marked down, once per outage.
+// marked down, once per outage. A set that was not sent because n was
+// already down (mcwire.ErrNotSent) proves nothing new: a probe may have
+// marked n up since.
 func (c *cluster) failed(n *node, err error) {
-	if mcwire.Classify(err) != mcwire.Unreachable || !n.up.CompareAndSwap(true, false) {
+	if mcwire.Classify(err) != mcwire.Unreachable || errors.Is(err, mcwire.ErrNotSent) ||
+		!n.up.CompareAndSwap(true, false) {
 		return
 	}
 	n.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -61,4 +62,30 @@ func TestMemcachedHoldsNoSessionID(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestVersion1CopyIsWrittenBack pins that a copy in the old format, which
+// holds the ID in clear, is replaced by the current format once loaded,
+// even when the loading instance keeps the ID (same route) and the session
+// is only read: a rolling deploy must not leave IDs in memcached.
+func TestVersion1CopyIsWrittenBack(t *testing.T) {
+	mc := memcachetest.Start(t)
+	in := newInstance(t, Config{Nodes: nodesOf(mc), Route: "app1"})
+	id := newRandom() + ".n1.app1"
+	payload, err := in.m.encode(valuesOf(map[string]any{"user": "alice"}))
+	require.NoError(t, err, "encode the planted session")
+	key := memcacheKey(DefaultKeyPrefix, id)
+	env := envelope{created: time.Now(), idleTimeout: DefaultIdleTimeout}
+	require.NoError(t, mc.Set(key, appendEnvelopeV1(nil, env, id, payload), 3600), "plant a version 1 copy")
+
+	br := newBrowser(t)
+	br.setSessionID(in, id)
+	require.Equal(t, "alice", mustDo(t, br, in, http.MethodGet, "/get?key=user"), "GET with the version 1 copy's ID: loaded")
+	require.Equal(t, id, br.sessionID(in), "same route: the ID is kept")
+	waitIdle(t, in.m)
+	blob, found, err := mc.Get(key)
+	require.NoError(t, err, "get the copy")
+	require.True(t, found, "the copy under %s after the load", id)
+	assert.Equal(t, byte(envelopeVersion), blob[len(envelopeMagic)], "format version of the copy after a load: rewritten as the current one")
+	assert.NotContains(t, string(blob), id[:randomLen], "the copy after a load must not hold the random part")
 }

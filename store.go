@@ -140,8 +140,8 @@ func (r *memcacheReplica) storeOnce(e *entry, inRequest bool) error {
 		return err
 	}
 	start := time.Now()
-	led := op.n.wire.SetJoined(&op.Set)
-	r.sent(op.n, start, led, op)
+	sent := op.n.wire.SetJoined(&op.Set)
+	r.sent(op.n, start, sent, op)
 	return r.record(op)
 }
 
@@ -150,7 +150,7 @@ func (r *memcacheReplica) storeOnce(e *entry, inRequest bool) error {
 // meanwhile (writeMu taken) is stored after the batch, on its own.
 func (r *memcacheReplica) storeBatch(batch []*entry) {
 	r.queue.unclaim(batch)
-	deadline := time.Now().Add(r.m.cfg.BackupTimeout)
+	deadline := time.Now().Add(r.cfg.BackupTimeout)
 	var ops []*setOp
 	var later []*entry
 	for _, e := range batch {
@@ -160,23 +160,24 @@ func (r *memcacheReplica) storeBatch(batch []*entry) {
 		}
 		op, err := r.prepare(e, false)
 		if op == nil {
-			r.finishLocked(e, err, deadline)
+			r.finishBatchStore(e, err, deadline)
 			continue
 		}
 		ops = append(ops, op)
 	}
 	r.sendAll(ops)
 	for _, op := range ops {
-		r.finishLocked(op.e, r.record(op), deadline)
+		r.finishBatchStore(op.e, r.record(op), deadline)
 	}
 	for _, e := range later {
 		r.queue.settle(e, r.store(e, deadline, false))
 	}
 }
 
-// finishLocked ends a batch's store of e with err: a node found unreachable
-// is retried on another node while deadline allows. It releases e.writeMu.
-func (r *memcacheReplica) finishLocked(e *entry, err error, deadline time.Time) {
+// finishBatchStore ends a batch's store of e with err, called with
+// e.writeMu held: a node found unreachable is retried on another node
+// while deadline allows. It releases e.writeMu.
+func (r *memcacheReplica) finishBatchStore(e *entry, err error, deadline time.Time) {
 	if r.worthRetrying(err, deadline) {
 		err = r.storeLocked(e, deadline, false)
 	}
@@ -184,11 +185,20 @@ func (r *memcacheReplica) finishLocked(e *entry, err error, deadline time.Time) 
 	r.queue.settle(e, err)
 }
 
-// worthRetrying reports whether err is a node found unreachable and
-// deadline leaves time for another node.
+// worthRetrying reports whether err is a node found unreachable, or
+// replaced by SetNodes while the Manager runs (its connections closed
+// under the store), and deadline leaves time for another try.
 func (r *memcacheReplica) worthRetrying(err error, deadline time.Time) bool {
-	return err != nil && mcwire.Classify(err) == mcwire.Unreachable &&
-		time.Until(deadline) >= r.m.cfg.OperationTimeout
+	if err == nil || time.Until(deadline) < r.cfg.OperationTimeout {
+		return false
+	}
+	switch mcwire.Classify(err) {
+	case mcwire.Unreachable:
+		return true
+	case mcwire.Closed:
+		return !r.m.closed.Load()
+	}
+	return false
 }
 
 // prepare decides and encodes a pass of a store: it deletes the copy of an
@@ -220,7 +230,7 @@ func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*setOp, error) {
 		case actDelete:
 			return nil, r.deleteEnded(e)
 		case actNoNode:
-			r.m.stats.backupsFailed.Add(1)
+			r.stats.backupsFailed.Add(1)
 			return nil, errNoNodeUp
 		case actBusy:
 			return nil, errBusy
@@ -239,10 +249,10 @@ func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*setOp, error) {
 func (r *memcacheReplica) touch(e *entry, n *node, key string, exp int32, until time.Time) (lost bool, err error) {
 	start := time.Now()
 	err = n.wire.Touch(key, exp)
-	r.m.stats.backupLatency.observe(time.Since(start))
+	r.stats.backupLatency.observe(time.Since(start))
 	switch mcwire.Classify(err) {
 	case mcwire.OK:
-		r.m.stats.touches.Add(1)
+		r.stats.touches.Add(1)
 		e.mu.Lock()
 		e.storedUntil = until
 		e.mu.Unlock()
@@ -254,7 +264,7 @@ func (r *memcacheReplica) touch(e *entry, n *node, key string, exp int32, until 
 		return true, nil
 	}
 	r.cluster.failed(n, err)
-	r.m.stats.backupsFailed.Add(1)
+	r.stats.backupsFailed.Add(1)
 	return false, opError(n, "touch", err)
 }
 
@@ -277,12 +287,12 @@ func (r *memcacheReplica) encodeLocked(e *entry, n *node, key string, mustWrite 
 	}
 	payload, err := r.m.encode(e.values)
 	e.dirty, e.readMutable = false, false
-	env := envelope{created: e.created, idleTimeout: r.m.cfg.IdleTimeout, lifetime: r.m.cfg.Lifetime}
+	env := envelope{created: e.created, idleTimeout: r.cfg.IdleTimeout, lifetime: r.cfg.Lifetime}
 	exp, until := r.ttlLocked(e, time.Now())
 	e.mu.Unlock()
 	if err != nil {
-		r.m.stats.backupsFailed.Add(1)
-		r.m.logger.error("encode", "mcsession: cannot encode session; it is kept locally only until it changes again",
+		r.stats.backupsFailed.Add(1)
+		r.logger.error("encode", "mcsession: cannot encode session; it is kept locally only until it changes again",
 			"err", err)
 		return nil, r.giveUp(e, 0, fmt.Errorf("mcsession: encode session: %w", err))
 	}
@@ -290,12 +300,12 @@ func (r *memcacheReplica) encodeLocked(e *entry, n *node, key string, mustWrite 
 		hash = maphash.Bytes(r.m.seed, payload)
 	}
 	if !mustWrite && (hash == e.storedHash || hash == e.rejected) {
-		r.m.stats.backupsSkipped.Add(1)
+		r.stats.backupsSkipped.Add(1)
 		return nil, nil
 	}
 	blob := appendEnvelope(make([]byte, 0, len(payload)+32), env, payload)
-	if len(blob) > r.m.cfg.ItemSizeLimit {
-		return nil, r.tooLarge(e, n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.m.cfg.ItemSizeLimit))
+	if len(blob) > r.cfg.ItemSizeLimit {
+		return nil, r.tooLarge(e, n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.cfg.ItemSizeLimit))
 	}
 	return &setOp{Set: mcwire.Set{Key: key, Value: blob, Exp: exp}, e: e, n: n, until: until, hash: hash, snap: snap}, nil
 }
@@ -327,11 +337,11 @@ func (r *memcacheReplica) sendAll(ops []*setOp) {
 func (r *memcacheReplica) sent(n *node, start time.Time, batch bool, ops ...*setOp) {
 	elapsed := time.Since(start)
 	for _, op := range ops {
-		r.m.stats.backupLatency.observe(elapsed)
+		r.stats.backupLatency.observe(elapsed)
 		r.cluster.failed(n, op.Err)
 	}
 	if batch {
-		r.m.stats.backupBatches.Add(1)
+		r.stats.backupBatches.Add(1)
 	}
 }
 
@@ -342,16 +352,16 @@ func (r *memcacheReplica) record(op *setOp) error {
 	if errors.Is(err, mcwire.ErrTooLarge) {
 		// memcached's -I is below ItemSizeLimit: not a node failure.
 		return r.tooLarge(e, n, op.hash, fmt.Sprintf("%d bytes encoded, refused by memcached node %s (its -I item size limit is below ItemSizeLimit %d)",
-			len(op.Value), n.ID, r.m.cfg.ItemSizeLimit))
+			len(op.Value), n.ID, r.cfg.ItemSizeLimit))
 	}
 	if err != nil {
-		r.m.stats.backupsFailed.Add(1)
+		r.stats.backupsFailed.Add(1)
 		e.mu.Lock()
 		e.dirty = true // write it again next time
 		e.mu.Unlock()
 		return opError(n, "set", err)
 	}
-	r.m.stats.backupsWritten.Add(1)
+	r.stats.backupsWritten.Add(1)
 	oldNode, oldKey := e.storedNode, e.storedKey
 	e.storedHash, e.storedNode, e.storedKey, e.rejected = op.hash, n.ID, op.Key, 0
 	e.verified = op.snap
@@ -373,7 +383,7 @@ func (r *memcacheReplica) record(op *setOp) error {
 	// Stored under the current ID: the tombstones of IDs it had before
 	// RenewID can go (their copies are deleted, or were never written).
 	for _, old := range renamed {
-		r.m.sessions.DeleteIf(old, func(x *entry) bool { return x.removed && x != e })
+		r.sessions.DeleteIf(old, func(x *entry) bool { return x.removed && x != e })
 	}
 	return nil
 }
@@ -381,9 +391,9 @@ func (r *memcacheReplica) record(op *setOp) error {
 // tooLarge records that e's encoding, with hash, is too large for
 // memcached (why says how), and gives up on it until it changes.
 func (r *memcacheReplica) tooLarge(e *entry, n *node, hash uint64, why string) error {
-	r.m.stats.backupsTooLarge.Add(1)
+	r.stats.backupsTooLarge.Add(1)
 	err := fmt.Errorf("%w: %s; it is kept locally only", errTooLarge, why)
-	r.m.logger.error("too-large", err.Error(), "node", n.ID)
+	r.logger.error("too-large", err.Error(), "node", n.ID)
 	return r.giveUp(e, hash, err)
 }
 
@@ -407,7 +417,7 @@ func (r *memcacheReplica) giveUp(e *entry, hash uint64, err error) error {
 // ID: a SHA-256 is not free, and a session is stored many times.
 func (r *memcacheReplica) keyLocked(e *entry) string {
 	if e.key == "" {
-		e.key = memcacheKey(r.m.cfg.KeyPrefix, e.id)
+		e.key = memcacheKey(r.cfg.KeyPrefix, e.id)
 	}
 	return e.key
 }

@@ -352,7 +352,7 @@ func valueForBlobSize(t *testing.T, size int, id string) int {
 	blobLen := func(n int) int {
 		payload, err := GobTranscoder{}.Encode(map[string]any{"big": strings.Repeat("z", n)})
 		require.NoError(t, err, "Encode(a %d-byte string) error = %v, want nil", n, err)
-		return len(appendEnvelope(nil, envelope{time.Now(), DefaultIdleTimeout, 0}, payload))
+		return len(appendEnvelope(nil, envelope{created: time.Now(), idleTimeout: DefaultIdleTimeout, lifetime: 0}, payload))
 	}
 	n := size - blobLen(0)
 	for blobLen(n) > size {

@@ -14,7 +14,7 @@ const maxRelativeTTL = 30 * 24 * 60 * 60
 // outlives the local session. It is never 0 (no expiry) or negative, and
 // is sent as an absolute Unix time when longer than 30 days. e.mu is held.
 func (r *memcacheReplica) ttlLocked(e *entry, now time.Time) (int32, time.Time) {
-	grace := touchGrace(r.m.cfg.IdleTimeout)
+	grace := touchGrace(r.cfg.IdleTimeout)
 	// Saturate: an IdleTimeout near the largest Duration must not wrap
 	// around to a negative remaining time, and so to a TTL of 1s.
 	remaining := min(r.m.expiryLocked(e).Sub(now), math.MaxInt64-grace) + grace

@@ -18,33 +18,33 @@ type joiner struct {
 }
 
 // SetJoined sends set in one batch with the sets other goroutines send to
-// n meanwhile, and returns when set has its outcome (set.Err). led reports
-// that this call sent the batch (or failed it unsent): each batch has one
-// leader.
-func (n *Node) SetJoined(set *Set) (led bool) {
+// n meanwhile, and returns when set has its outcome (set.Err). sent
+// reports that this call put the batch on the wire: each batch sent has
+// one sender.
+func (n *Node) SetJoined(set *Set) (sent bool) {
 	j := &n.joiner
 	j.mu.Lock()
 	if !j.busy {
 		j.busy = true
 		j.mu.Unlock()
-		n.lead([]*Set{set})
-		return true
+		return n.lead([]*Set{set})
 	}
 	set.turn = make(chan []*Set, 1)
 	j.waiting = append(j.waiting, set)
 	j.mu.Unlock()
 	if batch := <-set.turn; batch != nil {
-		n.lead(batch)
-		return true
+		return n.lead(batch)
 	}
 	return false
 }
 
-// lead sends batch, whose first set is the caller's. Then it hands the sets
-// queued meanwhile to the first of them, to send as the next batch, and
-// wakes the other goroutines of batch: their sets have their outcomes.
-func (n *Node) lead(batch []*Set) {
-	if n.alive() {
+// lead sends batch, whose first set is the caller's, and reports whether
+// it did. Then it hands the sets queued meanwhile to the first of them, to
+// send as the next batch, and wakes the other goroutines of batch: their
+// sets have their outcomes.
+func (n *Node) lead(batch []*Set) (sent bool) {
+	sent = n.alive()
+	if sent {
 		n.SetMany(batch)
 	} else {
 		// The batch before this one found the node dead (or paused past
@@ -64,6 +64,7 @@ func (n *Node) lead(batch []*Set) {
 	for _, set := range batch[1:] {
 		set.turn <- nil
 	}
+	return sent
 }
 
 // Batching reports whether a batch of SetJoined's is on the wire to n and

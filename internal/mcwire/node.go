@@ -32,7 +32,7 @@ func New(addr string, timeout time.Duration, maxIdle int, alive func() bool) *No
 }
 
 // Close closes the idle connections; connections in use are closed when
-// their call returns. Every later call fails with ErrClosed.
+// their call returns. Every later call fails with ErrClosed, except Delete.
 func (n *Node) Close() {
 	n.setter.close()
 	n.client.Close()
@@ -56,9 +56,17 @@ func (n *Node) Touch(key string, exp int32) error {
 	return n.do(func(c *memcache.Client) error { return c.Touch(key, exp) })
 }
 
-// Delete deletes key, or returns memcache.ErrCacheMiss.
+// Delete deletes key, or returns memcache.ErrCacheMiss. It works after
+// Close too, on a connection it closes afterwards: deleting a copy is how a
+// logout takes effect, and it must not depend on the order of shutdown.
 func (n *Node) Delete(key string) error {
-	return n.do(func(c *memcache.Client) error { return c.Delete(key) })
+	del := func(c *memcache.Client) error { return c.Delete(key) }
+	if n.setter.isClosed() {
+		err := del(n.client)
+		n.client.Close()
+		return err
+	}
+	return n.do(del)
 }
 
 // Ping asks the server for its version: the cheapest sign of life.

@@ -150,8 +150,8 @@ func TestSetManyMalformedKeyIsNotSent(t *testing.T) {
 	}
 }
 
-// After Close every operation fails with ErrClosed, classed Closed, and
-// none of them dials the server.
+// After Close every operation but Delete fails with ErrClosed, classed
+// Closed, and none of them dials the server.
 func TestClosedNodeDialsNothing(t *testing.T) {
 	srv := startFake(t, silent)
 	n := mcwire.New(srv.addr(), waitFor, 2, alwaysUp)
@@ -169,7 +169,6 @@ func TestClosedNodeDialsNothing(t *testing.T) {
 		"SetJoined":  joined.Err,
 		"Get":        getErr,
 		"Touch":      n.Touch("k", 60),
-		"Delete":     n.Delete("k"),
 		"Ping":       n.Ping(),
 	} {
 		assert.ErrorIs(t, err, mcwire.ErrClosed, "%s after Close", op)
@@ -183,6 +182,23 @@ func TestClosedNodeDialsNothing(t *testing.T) {
 	defer marker.Close()
 	require.Eventually(t, func() bool { return srv.accepted.Load() >= 1 }, waitFor, time.Millisecond, "the fake server accepts our connection")
 	assert.Equal(t, int64(1), srv.accepted.Load(), "connections accepted: only ours, none from the closed Node")
+}
+
+// Delete still works after Close, so a logout after shutdown takes effect,
+// and leaves no connection open behind it.
+func TestDeleteAfterClose(t *testing.T) {
+	srv := memcachetest.Start(t)
+	require.NoError(t, srv.Set("k", []byte("v"), 600), "store k")
+	base := currConnections(srv)
+	n := mcwire.New(srv.Addr(), waitFor, 2, alwaysUp)
+	n.Close()
+	assert.NoError(t, n.Delete("k"), "Delete(k) after Close: deleted")
+	_, found, err := srv.Get("k")
+	require.NoError(t, err, "get k")
+	assert.False(t, found, "k after Delete after Close: gone")
+	assertClass(t, n.Delete("k"), mcwire.Miss, "Delete(k) again after Close")
+	require.Eventually(t, func() bool { return currConnections(srv) == base }, waitFor, 5*time.Millisecond,
+		"memcached's open connections after Deletes on a closed Node: back to %d", base)
 }
 
 // Close closes the pooled connections of both kinds (gomemcache's and the
