@@ -25,6 +25,9 @@ import (
 //
 // A touch that finds the copy gone goes back to step 1 with the session
 // marked dirty: the session may have changed, or been renamed, meanwhile.
+// Placement comes before the decision and may change the state it reads:
+// a session whose node is down is moved (new ID, marked dirty) so that the
+// decision writes it to its new node.
 
 // storeState is what decideStore needs to know of a session.
 type storeState struct {
