@@ -55,6 +55,42 @@ func (m *Manager) setCookie(h http.Header, id string) {
 		}
 	}
 	h.Add("Set-Cookie", hc.String())
+	privateCache(h)
+}
+
+// privateCache makes a response that sets or deletes the session cookie
+// uncacheable by a shared cache, which could otherwise hand one visitor's
+// session cookie to the next. It keeps what the handler said for the
+// browser's own cache and drops only what lets a shared cache store the
+// response: "public" and "s-maxage" go, "private" is added unless
+// "private" or "no-store" is there already.
+func privateCache(h http.Header) {
+	values := h.Values("Cache-Control")
+	if len(values) == 0 {
+		h.Set("Cache-Control", "private")
+		return
+	}
+	var keep []string
+	private := false
+	for _, v := range values {
+		for _, d := range strings.Split(v, ",") {
+			d = strings.TrimSpace(d)
+			name, _, _ := strings.Cut(d, "=")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "":
+				continue
+			case "public", "s-maxage":
+				continue
+			case "private", "no-store":
+				private = true
+			}
+			keep = append(keep, d)
+		}
+	}
+	if !private {
+		keep = append(keep, "private")
+	}
+	h.Set("Cache-Control", strings.Join(keep, ", "))
 }
 
 // addVaryCookie adds "Vary: Cookie" to h unless it is there already: a

@@ -1,6 +1,7 @@
 package mcsession
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -279,4 +280,60 @@ func TestStaleCookieIsCleared(t *testing.T) {
 	mustDo(t, br, in, "GET", "/get?key=a")
 	id = br.sessionID(in)
 	assert.Equal(t, stale, id, "cookie after a failed load = %q, want %q kept (the session may come back)", id, stale)
+}
+
+// TestCookieResponsesAreNotSharedCacheable pins that a response which sets
+// or deletes the session cookie can never be stored by a shared cache (it
+// would hand one visitor's new session to the next), while a response that
+// sends no cookie keeps the handler's Cache-Control as it is.
+func TestCookieResponsesAreNotSharedCacheable(t *testing.T) {
+	m := newTestManager(t, Config{})
+	set := func(s *Session) { s.Set("k", "v") }
+	tests := []struct {
+		name     string
+		existing bool   // the request carries the cookie of a session of its own
+		set      string // the handler's Cache-Control, if any
+		f        func(*Session)
+		want     string // "" for none
+	}{
+		{"new session", false, "", set, "private"},
+		{"new session, handler says public", false, "public, max-age=60", set, "max-age=60, private"},
+		{"new session, handler says s-maxage", false, "max-age=60, s-maxage=600", set, "max-age=60, private"},
+		{"new session, handler says no-store", false, "no-store", set, "no-store"},
+		{"new session, handler says private", false, "private, max-age=5", set, "private, max-age=5"},
+		{"renewed ID", true, "public", func(s *Session) { s.RenewID() }, "private"},
+		{"invalidated: the cookie is deleted", true, "", func(s *Session) { s.Invalidate() }, "private"},
+		{"read with the current cookie: no Set-Cookie, Cache-Control untouched", true, "public, max-age=60", func(s *Session) { s.Get("k") }, "public, max-age=60"},
+		{"read with the current cookie, no Cache-Control", true, "", func(s *Session) { s.Get("k") }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cookie := ""
+			if tt.existing {
+				rec := serveSession(m, "", set)
+				id := setCookieValue(t, rec.Result().Header)
+				require.NotEmpty(t, id, "a new session sends its cookie")
+				cookie = DefaultCookieName + "=" + id
+			}
+			h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.set != "" {
+					w.Header().Set("Cache-Control", tt.set)
+				}
+				tt.f(FromContext(r.Context()))
+				io.WriteString(w, "ok")
+			}))
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			if cookie != "" {
+				req.Header.Set("Cookie", cookie)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			setCookies := rec.Header().Values("Set-Cookie")
+			assert.Equal(t, tt.want, rec.Header().Get("Cache-Control"), "Cache-Control of the response (Set-Cookie %q)", setCookies)
+			// The cases are right about the cookie: a new, renewed or
+			// invalidated session sends one, a read does not.
+			wantCookie := !tt.existing || !strings.HasPrefix(tt.name, "read")
+			assert.Equal(t, wantCookie, len(setCookies) > 0, "Set-Cookie of the response: %q", setCookies)
+		})
+	}
 }
