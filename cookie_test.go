@@ -275,12 +275,34 @@ func TestStaleCookieIsCleared(t *testing.T) {
 	d = opsDelta(t, servers[0], base) - 1
 	require.Zero(t, d, "second request cost %d more memcached operations, want 0: the cookie is gone", d)
 
+	// Another ID: the first is remembered as gone for a while (load.go).
+	unreachable := "fedcba9876543210fedcba9876543210.n1.x"
 	servers[0].Kill()
-	br.setSessionID(in, stale)
+	br.setSessionID(in, unreachable)
 	mustDo(t, br, in, "GET", "/get?key=a")
 	id = br.sessionID(in)
-	assert.Equal(t, stale, id, "cookie after a failed load = %q, want %q kept (the session may come back)", id, stale)
+	assert.Equal(t, unreachable, id, "cookie after a failed load = %q, want %q kept (the session may come back)", id, unreachable)
 }
+
+// TestReplayedForgedIDCostsOneLookup pins the recently-gone cache: a
+// well-formed ID found missing on every node is answered from memory when
+// it comes again, so replaying a forged cookie costs memcached one lookup
+// per node, not one per request. A failed lookup is not remembered.
+func TestReplayedForgedIDCostsOneLookup(t *testing.T) {
+	servers := memcachetest.StartN(t, 2)
+	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a"})
+	forged := DefaultCookieName + "=" + testRandom + ".n1.x"
+	before := servers[0].Ops(t) + servers[1].Ops(t)
+	for range 100 {
+		serveSession(m, forged, func(s *Session) { s.Get("k") })
+	}
+	ops := servers[0].Ops(t) + servers[1].Ops(t) - before
+	assert.Equal(t, uint64(2), ops, "memcached operations for 100 requests with one forged ID: one get per node")
+	st := m.Stats()
+	assert.Equal(t, uint64(1), st.LoadsMiss, "Stats().LoadsMiss: the one lookup")
+	assert.Equal(t, uint64(99), st.LoadsKnownGone, "Stats().LoadsKnownGone: the 99 answered from memory")
+}
+
 
 // TestCookieResponsesAreNotSharedCacheable pins that a response which sets
 // or deletes the session cookie can never be stored by a shared cache (it

@@ -18,8 +18,31 @@ func (r *memcacheReplica) load(id sessionID) loaded {
 	if ns.byID[id.node] == nil {
 		return loaded{gone: true} // unknown node: a forged or outdated cookie costs no lookup
 	}
-	return r.flights.Do(id.random, func() loaded { return r.loadNow(ns, id) })
+	if r.missing.Has(id.random, time.Now()) {
+		r.stats.loadsKnownGone.Add(1)
+		return loaded{gone: true} // found gone a moment ago: a replayed forged ID costs nothing
+	}
+	l := r.flights.Do(id.random, func() loaded { return r.loadNow(ns, id) })
+	if l.gone {
+		r.missing.Add(id.random, time.Now())
+	}
+	return l
 }
+
+// Recently gone IDs. A well-formed ID found gone (missing on every node
+// that could hold it, expired or corrupt) is remembered for missingTTL, and
+// loads of it meanwhile are answered without memcached: a forged ID sent
+// again and again costs one lookup per missingTTL, not one per request. At
+// most missingSize IDs are remembered (the oldest are forgotten first), so
+// a flood of distinct forged IDs costs what it did before, and memory stays
+// bounded. A session that is certainly gone cannot come back, so the only
+// price is a session whose first copy was not yet written when another
+// instance looked for it (async backup, a client faster than the worker):
+// that client was told to drop its cookie at the first miss anyway.
+const (
+	missingTTL  = 10 * time.Second
+	missingSize = 4096
+)
 
 // loadNow does the work of load. It asks the ID's node, then, if that is
 // down or does not have the session, the other up nodes in the session's

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mcsession/mcsession/internal/nodespec"
+	"github.com/mcsession/mcsession/internal/recent"
 	"github.com/mcsession/mcsession/internal/shardmap"
 	"github.com/mcsession/mcsession/internal/singleflight"
 )
@@ -35,6 +36,7 @@ type memcacheReplica struct {
 	rescue   atomic.Bool                // a node went down or was removed: move its sessions
 	flights  singleflight.Group[loaded] // concurrent loads of one session share one get
 	deletes  deferredDeletes            // deletes waiting for their node to come back
+	missing  *recent.Set                // random parts of IDs found gone a moment ago (load.go)
 }
 
 func newMemcacheReplica(m *Manager, specs []nodespec.Node) *memcacheReplica {
@@ -45,6 +47,7 @@ func newMemcacheReplica(m *Manager, specs []nodespec.Node) *memcacheReplica {
 		sessions: m.sessions,
 		logger:   m.logger,
 		queue:    newQueue(m.cfg.BackupQueueSize, &m.stats, m.logger),
+		missing:  recent.New(missingSize, missingTTL),
 	}
 	r.cluster = cluster{cfg: &m.cfg, logger: m.logger, onChange: r.nodeChanged}
 	r.cluster.replace(specs)

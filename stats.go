@@ -33,10 +33,11 @@ type Stats struct {
 	Touches         uint64 // touch commands that extended a backup's TTL
 	Deletes         uint64 // delete commands for expired, invalidated or renamed sessions
 
-	LoadsHit     uint64 // local misses found in memcached
-	LoadsMiss    uint64 // local misses not in memcached
-	LoadsError   uint64 // loads that failed on a node error
-	DecodeErrors uint64 // stored sessions that could not be decoded (counted as misses too)
+	LoadsHit       uint64 // local misses found in memcached
+	LoadsMiss      uint64 // local misses not in memcached
+	LoadsError     uint64 // loads that failed on a node error
+	LoadsKnownGone uint64 // loads of an ID found gone within the last 10s, answered without memcached
+	DecodeErrors   uint64 // stored sessions that could not be decoded (counted as misses too)
 
 	QueueDepth     int // sessions waiting in the async backup queue
 	PendingRetries int // sessions waiting for a retry of a failed or dropped backup
@@ -61,7 +62,7 @@ type counters struct {
 	takeovers, relocations, lateChanges, changesAfterClose        atomic.Uint64
 	backupsWritten, backupsSkipped, backupsFailed, backupsDropped atomic.Uint64
 	backupsTooLarge, touches, deletes, backupBatches              atomic.Uint64
-	loadsHit, loadsMiss, loadsError, decodeErrors                 atomic.Uint64
+	loadsHit, loadsMiss, loadsError, decodeErrors, loadsKnownGone atomic.Uint64
 	backupLatency, loadLatency                                    latency
 }
 
@@ -117,6 +118,7 @@ func (m *Manager) Stats() Stats {
 		LoadsHit:            c.loadsHit.Load(),
 		LoadsMiss:           c.loadsMiss.Load(),
 		LoadsError:          c.loadsError.Load(),
+		LoadsKnownGone:      c.loadsKnownGone.Load(),
 		DecodeErrors:        c.decodeErrors.Load(),
 		BackupLatency:       c.backupLatency.snapshot(),
 		LoadLatency:         c.loadLatency.snapshot(),
