@@ -303,7 +303,6 @@ func TestReplayedForgedIDCostsOneLookup(t *testing.T) {
 	assert.Equal(t, uint64(99), st.LoadsKnownGone, "Stats().LoadsKnownGone: the 99 answered from memory")
 }
 
-
 // TestCookieResponsesAreNotSharedCacheable pins that a response which sets
 // or deletes the session cookie can never be stored by a shared cache (it
 // would hand one visitor's new session to the next), while a response that
