@@ -141,3 +141,32 @@ func ExampleManager_Stats() {
 	fmt.Println(strings.Contains(v.String(), `"LocalSessions":0`))
 	// Output: true
 }
+
+// A handler that streams after it is done with the session releases it, so
+// its changes (and those of the user's other requests) are backed up while
+// the stream stays open.
+func ExampleSession_Release() {
+	m, err := mcsession.New(mcsession.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Shutdown(context.Background())
+
+	handler := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := mcsession.FromContext(r.Context())
+		s.Set("subscribed", true)
+		s.Release() // done with the session: the stream below may last hours
+		for i := range 3 {
+			fmt.Fprintf(w, "event %d\n", i)
+		}
+	}))
+	rec := httptest.NewRecorder()
+	handler.ServeHTTP(rec, httptest.NewRequest("GET", "/events", nil))
+	fmt.Print(rec.Body.String())
+	fmt.Println(len(rec.Result().Cookies()) == 1)
+	// Output:
+	// event 0
+	// event 1
+	// event 2
+	// true
+}

@@ -112,12 +112,12 @@ func (rq *request) finish() {
 	s := &rq.session
 	m := s.m
 	s.mu.Lock()
-	e, used, mutated := s.e, s.e != nil || s.ended, s.mutated
+	e, used, mutated, released := s.e, s.e != nil || s.ended, s.mutated, s.released
 	s.mu.Unlock()
 	if used {
 		m.stats.requestsWithSession.Add(1)
 	}
-	if e == nil {
+	if e == nil || released {
 		return
 	}
 	m.replica.release(e, mutated)

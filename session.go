@@ -26,6 +26,7 @@ type Session struct {
 	ended    bool   // this request invalidated its session
 	gone     bool   // the cookie names a session that no longer exists
 	mutated  bool   // a mutable value was read: it may change until the request ends
+	released bool   // Release gave e up; the next use takes it again
 }
 
 // ID returns the session ID, or "" if the request has no session yet.
@@ -200,7 +201,33 @@ func (s *Session) entryLocked() *entry {
 			s.e, s.gone = s.m.resolve(s.cookie)
 		}
 	}
+	if s.released && s.e != nil {
+		s.released = false
+		s.e.acquire() // used again after Release: held again until the request ends
+	}
 	return s.e
+}
+
+// Release tells the Manager that the request is done with its session for
+// now, though the request itself goes on: a server-sent event stream, a
+// long poll or a websocket that used the session at its start. The session
+// is then backed up as after the end of any other request: its changes are
+// written, and other requests' changes are no longer held back while this
+// one stays open (an asynchronous backup waits until no request holds the
+// session, because a handler may be changing a value it read). Values read
+// before Release must not be changed in place afterwards. Using the session
+// again after Release takes it again, until the request ends or Release is
+// called again. Release does nothing when the request has no session.
+func (s *Session) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.e == nil || s.released {
+		return
+	}
+	s.released = true
+	mutated := s.mutated
+	s.mutated = false
+	s.m.replica.release(s.e, mutated)
 }
 
 // createLocked starts a new session for the request.
