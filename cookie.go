@@ -11,8 +11,20 @@ import (
 // It reads the Cookie headers directly rather than through r.Cookie, which
 // parses and allocates every cookie of the request.
 func (m *Manager) sessionCookie(r *http.Request) string {
+	return m.nthSessionCookie(r.Header, 0)
+}
+
+// maxSessionCookies bounds the cookies of the session's name that a request
+// may have looked up: a browser may send several (a parent domain's, a
+// sibling subdomain's planted one), and the one naming a live session wins,
+// but a request with a hundred must not cost a hundred lookups.
+const maxSessionCookies = 4
+
+// nthSessionCookie returns the n-th (from 0) cookie of the configured name
+// in h whose value parses as a session ID, or "".
+func (m *Manager) nthSessionCookie(h http.Header, n int) string {
 	name := m.cfg.Cookie.Name
-	for _, line := range r.Header["Cookie"] {
+	for _, line := range h["Cookie"] {
 		for line != "" {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
@@ -25,7 +37,10 @@ func (m *Manager) sessionCookie(r *http.Request) string {
 				v = v[1 : len(v)-1]
 			}
 			if _, ok := parseID(v, m.withNode); ok {
-				return v
+				if n == 0 {
+					return v
+				}
+				n--
 			}
 		}
 	}

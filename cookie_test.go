@@ -358,3 +358,49 @@ func TestCookieResponsesAreNotSharedCacheable(t *testing.T) {
 		})
 	}
 }
+
+// TestLiveCookieWinsOverAPlantedOne pins that with several cookies of the
+// session's name, the one naming a live session is used, whichever comes
+// first, and the real session is neither hidden nor deleted because a
+// well-formed forged one (planted by a sibling subdomain, say) came first.
+func TestLiveCookieWinsOverAPlantedOne(t *testing.T) {
+	for _, withNodes := range []bool{false, true} {
+		t.Run(map[bool]string{false: "in process", true: "memcached"}[withNodes], func(t *testing.T) {
+			cfg := Config{Route: "a"}
+			forgedID := testRandom
+			if withNodes {
+				cfg.Nodes = nodesOf(memcachetest.Start(t))
+				forgedID += ".n1.a"
+			}
+			m := newTestManager(t, cfg)
+			rec := serveSession(m, "", func(s *Session) { s.Set("user", "alice") })
+			realID := setCookieValue(t, rec.Result().Header)
+			require.NotEmpty(t, realID, "the real session's cookie")
+			forged, real := DefaultCookieName+"="+forgedID, DefaultCookieName+"="+realID
+
+			for _, header := range []string{forged + "; " + real, real + "; " + forged, forged + "; " + forged + "; " + real} {
+				var user, id string
+				rec := serveSession(m, header, func(s *Session) {
+					user, _ = Get[string](s, "user")
+					id = s.ID()
+				})
+				assert.Equal(t, "alice", user, "Cookie: %s: the handler sees the live session", header)
+				assert.Equal(t, realID, id, "Cookie: %s: the session's ID", header)
+				assert.Empty(t, rec.Result().Header.Values("Set-Cookie"), "Cookie: %s: no cookie set or deleted", header)
+			}
+			rec = serveSession(m, forged+"; "+DefaultCookieName+"=fedcba9876543210fedcba9876543210"+forgedID[randomLen:], func(s *Session) { s.Get("user") })
+			assert.Equal(t, []string{""}, cookieValues(rec), "two gone cookies: the cookie is deleted")
+		})
+	}
+}
+
+// cookieValues returns the values of the session cookies rec sets.
+func cookieValues(rec *httptest.ResponseRecorder) []string {
+	var vs []string
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == DefaultCookieName {
+			vs = append(vs, c.Value)
+		}
+	}
+	return vs
+}

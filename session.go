@@ -198,7 +198,7 @@ func (s *Session) entryLocked() *entry {
 	if !s.resolved {
 		s.resolved = true
 		if s.w != nil {
-			s.e, s.gone = s.m.resolve(s.cookie)
+			s.resolveLocked()
 		}
 	}
 	if s.released && s.e != nil {
@@ -206,6 +206,33 @@ func (s *Session) entryLocked() *entry {
 		s.e.acquire() // used again after Release: held again until the request ends
 	}
 	return s.e
+}
+
+// resolveLocked looks up the session the request's cookie names. A browser
+// may send several cookies of the session's name (one a sibling subdomain
+// planted, say): the first that names a live session wins, whatever came
+// before it, and the session counts as gone only if every one is.
+func (s *Session) resolveLocked() {
+	s.e, s.gone = s.m.resolve(s.cookie)
+	if s.e != nil || s.cookie == "" {
+		return
+	}
+	h := s.w.rq.req.Header
+	for i := 1; i < maxSessionCookies; i++ {
+		c := s.m.nthSessionCookie(h, i)
+		if c == "" {
+			return
+		}
+		if c == s.cookie {
+			continue
+		}
+		e, gone := s.m.resolve(c)
+		if e != nil {
+			s.e, s.cookie, s.gone = e, c, false
+			return
+		}
+		s.gone = s.gone && gone
+	}
 }
 
 // Release tells the Manager that the request is done with its session for
