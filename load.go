@@ -59,7 +59,10 @@ func (r *memcacheReplica) loadNow(ns *nodeSet, id sessionID) loaded {
 	if lookedElsewhere {
 		candidates = ns.elsewhere(candidates[:0], home, id.random)
 	}
-	failed := false
+	// A node that could hold the session and cannot be asked proves
+	// nothing: the session is gone only if every node that could hold it
+	// answered "miss". Its home node, known down, is such a node.
+	failed := lookedElsewhere
 	for i := 0; i < len(candidates); i++ {
 		n := candidates[i]
 		found := sessionID{id.random, n.ID, id.route}
