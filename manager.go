@@ -200,9 +200,8 @@ func (m *Manager) renew(e *entry) {
 }
 
 // end removes e from process memory and deletes its backup, counting it in
-// c. With SyncBackup and sync set (a request's Invalidate), the delete is
-// done before end returns, so the client's next request finds no session on
-// any instance.
+// c. With sync set (a request's Invalidate), the delete is done before end
+// returns, so the client's next request finds no session on any instance.
 func (m *Manager) end(e *entry, c *atomic.Uint64, sync bool) {
 	m.endIf(e, c, sync, nil)
 }

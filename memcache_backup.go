@@ -103,41 +103,46 @@ func (r *memcacheReplica) release(e *entry, mutated bool) {
 	}
 }
 
-// renamed keeps the old ID from loading the copy stored under it: that copy
-// exists until the session is stored under its new ID, and a fixated ID
-// must be worthless at once. A tombstone takes the old random part's place
-// in the session map until then (record removes it). After Close no store
-// will come, so the old copy is deleted now, on the caller's goroutine.
+// renamed makes the old ID worthless at once, on the caller's goroutine
+// (the request that called RenewID, before its response starts): a fixated
+// ID must not load the session anywhere, in async mode too. The copy stored
+// under the old ID is deleted now; the next store writes the session under
+// its new ID. Here, a tombstone takes the old random part's place in the
+// session map until that store (record removes it), so a request with the
+// old ID finds it ended rather than loading anything. The price: RenewID
+// costs one delete in the request, and until the new copy is written (a
+// queued store, in async mode) the session has no copy.
 func (r *memcacheReplica) renamed(e *entry, old string) {
 	e.mu.Lock()
 	e.renamed = append(e.renamed, old)
 	e.mu.Unlock()
 	r.sessions.Set(old, &entry{removed: true, lastAccess: time.Now()})
-	if r.m.closed.Load() {
-		e.writeMu.Lock()
-		if e.storedKey != "" {
-			r.deleteKey(e.storedNode, e.storedKey, e)
-			e.storedKey, e.storedNode = "", ""
-		}
-		e.writeMu.Unlock()
+	e.writeMu.Lock()
+	if e.storedKey != "" {
+		r.deleteKey(e.storedNode, e.storedKey, e)
+		e.storedKey, e.storedNode = "", ""
 	}
+	e.writeMu.Unlock()
 }
 
 // ended deletes e's copy. e stays in the session map as a tombstone until
 // the copy is deleted (see deleteEnded): until then a request with its ID
-// finds it ended here, instead of missing and loading the copy back. After
-// Close, when nothing else is written, the delete still goes out, at once
-// and on the caller's goroutine: a logout must take effect whatever the
-// order of shutdown.
+// finds it ended here, instead of missing and loading the copy back. A
+// request's Invalidate (sync) deletes it at once, on the request's
+// goroutine, in async mode too: a logout is final on every instance before
+// its response starts, and after Close, when nothing else is written, still
+// goes out. Expiry queues the delete.
 func (r *memcacheReplica) ended(e *entry, _ string, sync bool) {
 	switch {
 	case r.m.closed.Load():
 		r.closedFor(e)
+		fallthrough
+	case sync:
 		e.writeMu.Lock()
-		r.deleteEnded(e)
+		if err := r.deleteEnded(e); err != nil && !r.m.closed.Load() {
+			r.queue.addPending(e) // its node is down: retried when it is back
+		}
 		e.writeMu.Unlock()
-	case sync && r.cfg.SyncBackup:
-		r.storeNow(e)
 	default:
 		r.schedule(e)
 	}

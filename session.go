@@ -163,8 +163,11 @@ func (s *Session) Keys() []string {
 }
 
 // Invalidate ends the session: its values are gone, its backup is deleted
-// from memcached and the client's cookie is removed. A later Set in the same
-// request starts a new session with a new ID. Call it at logout.
+// from memcached before Invalidate returns (one delete, in async mode too),
+// so no instance can load it once the response starts, and the client's
+// cookie is removed. If the backup's node is down, the delete is retried
+// when it is back. A later Set in the same request starts a new session
+// with a new ID. Call it at logout.
 func (s *Session) Invalidate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -179,9 +182,11 @@ func (s *Session) Invalidate() {
 }
 
 // RenewID gives the session a new ID, keeping its values, and deletes the
-// backup stored under the old ID. Call it when the user logs in, so an ID
-// planted before login (session fixation) is worthless after it. It does
-// nothing when the request has no session.
+// backup stored under the old ID before it returns (one delete, in async
+// mode too), so no instance can load the old ID once the response starts;
+// the session is then backed up under its new ID like any change. Call it
+// when the user logs in, so an ID planted before login (session fixation)
+// is worthless after it. It does nothing when the request has no session.
 func (s *Session) RenewID() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -68,11 +68,23 @@ func TestRenewDuringSetKeepsOldIDDead(t *testing.T) {
 	op, err := r.prepare(e, true) // decided and encoded under the old ID
 	require.NoError(t, err, "prepare")
 	require.NotNil(t, op, "prepare of a changed session: a set")
-	m.renew(e) // RenewID while the set is on the wire
+	renewed := make(chan struct{})
+	go func() { // RenewID while the set is on the wire
+		defer close(renewed)
+		m.renew(e)
+	}()
+	eventually(t, 5*time.Second, "RenewID did not rename the session", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.renamed) > 0
+	})
 	op.n.wire.SetJoined(&op.Set)
 	require.NoError(t, op.Err, "the set under the old key")
 	assert.NoError(t, r.record(op), "record")
 	e.writeMu.Unlock()
+	waitFor(t, renewed, "RenewID to delete the old copy once the set is recorded")
+	_, found := storedSession(t, mc, oldID)
+	assert.False(t, found, "the copy under the old ID %s, written by the set in flight during RenewID: deleted", oldID)
 
 	tomb, ok := m.sessions.Get(oldRandom)
 	require.True(t, ok, "the old random part after a set under the old ID was recorded: its tombstone must stay")
