@@ -142,7 +142,7 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 			waitIdle(t, m)
 			wantRunning := 1 // the sweeper
 			if tt.nodes {
-				wantRunning += 3 + 2 // the workers, the retry loop and the prober
+				wantRunning += 3 + 3 // the workers, the retry loop, the prober and the restart check
 			}
 			running := goroutinesWithin(2*time.Second, func(n int) bool { return n-base == wantRunning }) - base
 			assert.Equal(t, wantRunning, running, "goroutines of a running Manager = %d, want %d", running, wantRunning)

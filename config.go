@@ -11,19 +11,20 @@ import (
 
 // Defaults used for zero Config fields.
 const (
-	DefaultIdleTimeout      = 30 * time.Minute
-	DefaultCookieName       = "SESSIONID"
-	DefaultCookiePath       = "/"
-	DefaultBackupTimeout    = time.Second
-	DefaultOperationTimeout = 200 * time.Millisecond
-	DefaultKeyPrefix        = "mcs:"
-	DefaultBackupWorkers    = 4
-	DefaultBackupQueueSize  = 4096
-	DefaultItemSizeLimit    = 1024*1024 - 512 // memcached's default -I 1m, less item header and key
-	DefaultSweepInterval    = time.Minute
-	DefaultRetryInterval    = time.Second
-	DefaultProbeInterval    = 250 * time.Millisecond
-	DefaultMaxProbeInterval = 5 * time.Second
+	DefaultIdleTimeout          = 30 * time.Minute
+	DefaultCookieName           = "SESSIONID"
+	DefaultCookiePath           = "/"
+	DefaultBackupTimeout        = time.Second
+	DefaultOperationTimeout     = 200 * time.Millisecond
+	DefaultKeyPrefix            = "mcs:"
+	DefaultBackupWorkers        = 4
+	DefaultBackupQueueSize      = 4096
+	DefaultItemSizeLimit        = 1024*1024 - 512 // memcached's default -I 1m, less item header and key
+	DefaultSweepInterval        = time.Minute
+	DefaultRetryInterval        = time.Second
+	DefaultProbeInterval        = 250 * time.Millisecond
+	DefaultMaxProbeInterval     = 5 * time.Second
+	DefaultRestartCheckInterval = 5 * time.Second
 )
 
 // MaxRouteLen is the longest Route accepted.
@@ -137,6 +138,14 @@ type Config struct {
 	// and only to nodes that are down. Default: DefaultProbeInterval (250ms).
 	ProbeInterval time.Duration
 
+	// RestartCheckInterval is how often each up node is asked for its
+	// process id and uptime (memcached's stats command: one operation per
+	// node per interval), so that a node that restarted empty is noticed
+	// without waiting for traffic; every local session whose copy was there
+	// is then stored again, counted in Stats.NodeRestarts and
+	// Stats.SessionsRepaired. Default: DefaultRestartCheckInterval (5s).
+	RestartCheckInterval time.Duration
+
 	hooks hooks // for tests only (hooks.go)
 }
 
@@ -216,6 +225,7 @@ func (s *settings) resolveTimes() error {
 		{"OperationTimeout", &s.OperationTimeout, DefaultOperationTimeout},
 		{"RetryInterval", &s.RetryInterval, DefaultRetryInterval},
 		{"ProbeInterval", &s.ProbeInterval, DefaultProbeInterval},
+		{"RestartCheckInterval", &s.RestartCheckInterval, DefaultRestartCheckInterval},
 		{"SweepInterval", &s.SweepInterval, 0}, // resolved below: depends on IdleTimeout
 	}
 	for _, d := range durations {

@@ -49,7 +49,7 @@ func newMemcacheReplica(m *Manager, specs []nodespec.Node) *memcacheReplica {
 		queue:    newQueue(m.cfg.BackupQueueSize, &m.stats, m.logger),
 		missing:  recent.New(missingSize, missingTTL),
 	}
-	r.cluster = cluster{cfg: &m.cfg, logger: m.logger, onChange: r.nodeChanged}
+	r.cluster = cluster{cfg: &m.cfg, logger: m.logger, onChange: r.nodeChanged, onRestart: r.nodeRestarted}
 	r.cluster.replace(specs)
 	return r
 }
@@ -62,6 +62,7 @@ func (r *memcacheReplica) start() {
 	}
 	r.m.goRun(r.retryLoop)
 	r.m.goRun(func() { r.cluster.probeLoop(r.m.stop) })
+	r.m.goRun(func() { r.cluster.restartLoop(r.m.stop) })
 }
 
 func (r *memcacheReplica) withNode() bool { return true }
@@ -180,6 +181,16 @@ func (r *memcacheReplica) nodeChanged(down bool) {
 	r.queue.wake()
 }
 
+// nodeRestarted is the cluster's callback for a node that restarted empty:
+// every local session whose copy was there is marked dirty and queued, so
+// it is stored again. The queue paces the repair: what does not fit waits
+// in the pending set for the retry loop, and requests never wait for it.
+func (r *memcacheReplica) nodeRestarted(n *node) {
+	r.stats.nodeRestarts.Add(1)
+	repaired := r.rewriteWhere(func(e *entry) bool { return e.node == n.ID })
+	r.stats.sessionsRepaired.Add(uint64(repaired))
+}
+
 // schedule queues e for an asynchronous store.
 func (r *memcacheReplica) schedule(e *entry) {
 	if !r.closedFor(e) {
@@ -273,8 +284,8 @@ func (r *memcacheReplica) rescueSessions() {
 }
 
 // rewriteWhere marks dirty and queues every local session for which match,
-// called with e.mu held, reports true.
-func (r *memcacheReplica) rewriteWhere(match func(e *entry) bool) {
+// called with e.mu held, reports true, and returns how many it queued.
+func (r *memcacheReplica) rewriteWhere(match func(e *entry) bool) int {
 	var rewrite []*entry
 	r.sessions.Range(func(_ string, e *entry) bool {
 		e.mu.Lock()
@@ -288,6 +299,7 @@ func (r *memcacheReplica) rewriteWhere(match func(e *entry) bool) {
 	for _, e := range rewrite {
 		r.schedule(e)
 	}
+	return len(rewrite)
 }
 
 // placeLocked moves e to another node if its node is down, removed, or a

@@ -27,10 +27,12 @@ type node struct {
 type health struct {
 	up atomic.Bool
 
-	// mu guards the probe schedule.
+	// mu guards the probe schedule and the instance last seen.
 	mu        sync.Mutex
 	nextProbe time.Time
 	backoff   time.Duration
+	instance  mcwire.Instance // the server process last seen (checkRestarts)
+	seen      bool            // instance is set
 }
 
 // nodeSet is an immutable list of nodes; SetNodes swaps in a new one.
@@ -50,6 +52,9 @@ type cluster struct {
 
 	// onChange is called after a node went down (down true) or came back.
 	onChange func(down bool)
+	// onRestart is called after an up node was found to be a new server
+	// process: it lost every copy it held.
+	onRestart func(n *node)
 }
 
 // load returns the current node list.
@@ -185,6 +190,49 @@ func (c *cluster) failed(n *node, err error) {
 	c.logger.error("node-down:"+n.ID, "mcsession: memcached node down; its sessions move to other nodes",
 		"node", n.ID, "addr", n.Addr, "err", err)
 	c.onChange(true)
+}
+
+// restartLoop asks every up node which server process it is, every
+// RestartCheckInterval until stop is closed: a node that restarted empty
+// between two operations is never seen down, and reads cost no memcached
+// operation, so without this its loss would go unnoticed until the next
+// crash of an instance.
+func (c *cluster) restartLoop(stop <-chan struct{}) {
+	t := time.NewTicker(c.cfg.RestartCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			for _, n := range c.nodes.Load().list {
+				if n.up.Load() {
+					c.checkRestart(n)
+				}
+			}
+		}
+	}
+}
+
+// checkRestart asks n which server process it is and calls onRestart if
+// it is not the one seen before. A node that does not answer is marked
+// down as by any failed operation; when it comes back, its sessions have
+// moved and are rewritten anyway.
+func (c *cluster) checkRestart(n *node) {
+	inst, err := n.wire.Instance()
+	if err != nil {
+		c.failed(n, err)
+		return
+	}
+	n.mu.Lock()
+	restarted := n.seen && n.instance.Restarted(inst)
+	n.instance, n.seen = inst, true
+	n.mu.Unlock()
+	if restarted {
+		c.logger.warn("node-restart:"+n.ID, "mcsession: memcached node restarted and lost its copies; storing its sessions again",
+			"node", n.ID, "addr", n.Addr)
+		c.onRestart(n)
+	}
 }
 
 // probeLoop probes down nodes until stop is closed.

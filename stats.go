@@ -20,7 +20,10 @@ type Stats struct {
 
 	Takeovers   uint64 // sessions loaded from memcached after their instance died
 	Relocations uint64 // sessions moved to another node because theirs was down
-	LateChanges uint64 // ID changes made after the response had started (the cookie could not follow)
+
+	NodeRestarts     uint64 // memcached nodes found restarted (empty) by the periodic check
+	SessionsRepaired uint64 // local sessions stored again because their node restarted
+	LateChanges      uint64 // ID changes made after the response had started (the cookie could not follow)
 
 	ChangesAfterClose uint64 // session changes made after Shutdown or Close: kept in memory, never written to memcached
 
@@ -60,6 +63,7 @@ type counters struct {
 	requests, requestsIgnored, requestsWithSession                atomic.Uint64
 	created, expired, invalidated                                 atomic.Uint64
 	takeovers, relocations, lateChanges, changesAfterClose        atomic.Uint64
+	nodeRestarts, sessionsRepaired                                atomic.Uint64
 	backupsWritten, backupsSkipped, backupsFailed, backupsDropped atomic.Uint64
 	backupsTooLarge, touches, deletes, backupBatches              atomic.Uint64
 	loadsHit, loadsMiss, loadsError, decodeErrors, loadsKnownGone atomic.Uint64
@@ -105,6 +109,8 @@ func (m *Manager) Stats() Stats {
 		LocalSessions:       m.sessions.Len(),
 		Takeovers:           c.takeovers.Load(),
 		Relocations:         c.relocations.Load(),
+		NodeRestarts:        c.nodeRestarts.Load(),
+		SessionsRepaired:    c.sessionsRepaired.Load(),
 		LateChanges:         c.lateChanges.Load(),
 		ChangesAfterClose:   c.changesAfterClose.Load(),
 		BackupsWritten:      c.backupsWritten.Load(),
