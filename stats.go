@@ -22,7 +22,7 @@ type Stats struct {
 	Relocations uint64 // sessions moved to another node because theirs was down
 
 	NodeRestarts     uint64 // memcached nodes found restarted (empty) by the periodic check
-	SessionsRepaired uint64 // local sessions stored again because their node restarted
+	SessionsRepaired uint64 // local sessions stored again because memcached lost their copy (a restart found by the check, or a touch that missed)
 	LateChanges      uint64 // ID changes made after the response had started (the cookie could not follow)
 
 	ChangesAfterClose uint64 // session changes made after Shutdown or Close: kept in memory, never written to memcached

@@ -261,6 +261,7 @@ func (r *memcacheReplica) touch(e *entry, n *node, key string, exp int32, until 
 		e.mu.Unlock()
 		return false, nil
 	case mcwire.Miss:
+		r.stats.sessionsRepaired.Add(1)
 		e.mu.Lock()
 		e.dirty = true
 		e.mu.Unlock()
