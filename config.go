@@ -25,6 +25,7 @@ const (
 	DefaultProbeInterval        = 250 * time.Millisecond
 	DefaultMaxProbeInterval     = 5 * time.Second
 	DefaultRestartCheckInterval = 5 * time.Second
+	DefaultUnconfirmedBudget    = 10_000
 )
 
 // MaxRouteLen is the longest Route accepted.
@@ -146,6 +147,17 @@ type Config struct {
 	// Stats.SessionsRepaired. Default: DefaultRestartCheckInterval (5s).
 	RestartCheckInterval time.Duration
 
+	// UnconfirmedBudget bounds the sessions whose client has not yet sent
+	// their cookie back (a bot, a client without cookies) that this
+	// instance keeps a copy of in memcached. Past it, such a session's
+	// first asynchronous backup waits until its client comes back with the
+	// cookie (counted in Stats.BackupsWaitingClient); with SyncBackup the
+	// first change is stored before the response anyway. A real user's
+	// session is backed up from its first response as long as the budget
+	// is not spent, and from its second request in any case.
+	// Default: DefaultUnconfirmedBudget (10,000).
+	UnconfirmedBudget int
+
 	hooks hooks // for tests only (hooks.go)
 }
 
@@ -261,6 +273,7 @@ func (s *settings) resolveSizes() error {
 		{"BackupWorkers", &s.BackupWorkers, DefaultBackupWorkers},
 		{"BackupQueueSize", &s.BackupQueueSize, DefaultBackupQueueSize},
 		{"ItemSizeLimit", &s.ItemSizeLimit, DefaultItemSizeLimit},
+		{"UnconfirmedBudget", &s.UnconfirmedBudget, DefaultUnconfirmedBudget},
 	}
 	for _, n := range ints {
 		if *n.v < 0 {

@@ -28,6 +28,7 @@ func (r *memcacheReplica) deleteEnded(e *entry) error {
 	}
 	e.mu.Lock()
 	random := e.random
+	r.unbudgetLocked(e)
 	e.mu.Unlock()
 	r.sessions.DeleteIf(random, func(x *entry) bool { return x == e })
 	return nil

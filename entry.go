@@ -26,6 +26,8 @@ type entry struct {
 	readMutable bool // a mutable value was handed out since the last store began
 	unstorable  bool // the last store failed in a way only a change can fix
 	queued      bool // waiting in the backup queue
+	confirmed   bool // its client has sent its cookie back (or it was loaded by one)
+	budgeted    bool // stored while unconfirmed: counts in memcacheReplica.unconfirmed
 	active      int  // requests using the session now: no async encode while > 0
 	lastAccess  time.Time
 	values      values

@@ -141,6 +141,7 @@ func (r *memcacheReplica) adopt(id sessionID, n *node, key string, blob []byte) 
 	}
 	values := valuesOf(decoded)
 	e := &entry{
+		confirmed:  true, // loaded for a request that sent its cookie
 		node:       n.ID,
 		values:     values,
 		created:    env.created,

@@ -37,6 +37,10 @@ type memcacheReplica struct {
 	flights  singleflight.Group[loaded] // concurrent loads of one session share one get
 	deletes  deferredDeletes            // deletes waiting for their node to come back
 	missing  *recent.Set                // random parts of IDs found gone a moment ago (load.go)
+	// unconfirmed counts the sessions stored by this instance whose client
+	// has not sent their cookie back (entry.budgeted): a bot that never
+	// returns a cookie cannot push real users' copies out of memcached.
+	unconfirmed atomic.Int64
 }
 
 func newMemcacheReplica(m *Manager, specs []nodespec.Node) *memcacheReplica {
@@ -69,7 +73,26 @@ func (r *memcacheReplica) withNode() bool { return true }
 
 func (r *memcacheReplica) home(random string) string { return r.cluster.load().pick(random).ID }
 
-func (r *memcacheReplica) usedLocked(e *entry) { r.placeLocked(e) }
+// usedLocked is called when a request found e by its cookie: its client
+// came back, so it no longer counts against the budget of sessions whose
+// client never did (see Config.UnconfirmedBudget), and it moves if its
+// node is down.
+func (r *memcacheReplica) usedLocked(e *entry) {
+	if !e.confirmed {
+		e.confirmed = true
+		r.unbudgetLocked(e)
+	}
+	r.placeLocked(e)
+}
+
+// unbudgetLocked takes e out of the count of stored sessions whose client
+// never came back. e.mu is held.
+func (r *memcacheReplica) unbudgetLocked(e *entry) {
+	if e.budgeted {
+		e.budgeted = false
+		r.unconfirmed.Add(-1)
+	}
+}
 
 func (r *memcacheReplica) beforeResponse(e *entry) {
 	if r.cfg.SyncBackup && e.needsStore() {
@@ -170,6 +193,7 @@ func (r *memcacheReplica) addStats(s *Stats) {
 	s.QueueDepth = len(r.queue.ch)
 	s.PendingRetries = r.queue.pendingLen()
 	s.Nodes, s.NodesUp = r.cluster.load().counts()
+	s.UnconfirmedStored = int(r.unconfirmed.Load())
 }
 
 // nodeChanged is the cluster's callback: a node went down (its sessions

@@ -27,14 +27,15 @@ type Stats struct {
 
 	ChangesAfterClose uint64 // session changes made after Shutdown or Close: kept in memory, never written to memcached
 
-	BackupsWritten  uint64 // sessions written to memcached with set
-	BackupBatches   uint64 // batches the sets went out in (one write, one read each); BackupsWritten/BackupBatches is the mean batch size
-	BackupsSkipped  uint64 // backups found unchanged after a mutable value was read
-	BackupsFailed   uint64 // backups that failed (node down, encoding error); they are retried
-	BackupsDropped  uint64 // backups that found the queue full; they are retried
-	BackupsTooLarge uint64 // backups larger than Config.ItemSizeLimit or memcached's -I; kept local only
-	Touches         uint64 // touch commands that extended a backup's TTL
-	Deletes         uint64 // delete commands for expired, invalidated or renamed sessions
+	BackupsWritten       uint64 // sessions written to memcached with set
+	BackupBatches        uint64 // batches the sets went out in (one write, one read each); BackupsWritten/BackupBatches is the mean batch size
+	BackupsSkipped       uint64 // backups found unchanged after a mutable value was read
+	BackupsFailed        uint64 // backups that failed (node down, encoding error); they are retried
+	BackupsDropped       uint64 // backups that found the queue full; they are retried
+	BackupsTooLarge      uint64 // backups larger than Config.ItemSizeLimit or memcached's -I; kept local only
+	BackupsWaitingClient uint64 // first backups of sessions whose client never came back, deferred past Config.UnconfirmedBudget
+	Touches              uint64 // touch commands that extended a backup's TTL
+	Deletes              uint64 // delete commands for expired, invalidated or renamed sessions
 
 	LoadsHit       uint64 // local misses found in memcached
 	LoadsMiss      uint64 // local misses not in memcached
@@ -42,10 +43,11 @@ type Stats struct {
 	LoadsKnownGone uint64 // loads of an ID found gone within the last 10s, answered without memcached
 	DecodeErrors   uint64 // stored sessions that could not be decoded (counted as misses too)
 
-	QueueDepth     int // sessions waiting in the async backup queue
-	PendingRetries int // sessions waiting for a retry of a failed or dropped backup
-	Nodes          int // configured memcached nodes
-	NodesUp        int // nodes currently considered up
+	QueueDepth        int // sessions waiting in the async backup queue
+	PendingRetries    int // sessions waiting for a retry of a failed or dropped backup
+	UnconfirmedStored int // sessions in memcached whose client has not sent their cookie back (at most Config.UnconfirmedBudget)
+	Nodes             int // configured memcached nodes
+	NodesUp           int // nodes currently considered up
 
 	BackupLatency Latency // time of memcached writes (set, touch, delete)
 	LoadLatency   Latency // time of memcached loads (get)
@@ -66,6 +68,7 @@ type counters struct {
 	nodeRestarts, sessionsRepaired                                atomic.Uint64
 	backupsWritten, backupsSkipped, backupsFailed, backupsDropped atomic.Uint64
 	backupsTooLarge, touches, deletes, backupBatches              atomic.Uint64
+	backupsWaitingClient                                          atomic.Uint64
 	loadsHit, loadsMiss, loadsError, decodeErrors, loadsKnownGone atomic.Uint64
 	backupLatency, loadLatency                                    latency
 }
@@ -100,34 +103,35 @@ func (l *latency) snapshot() Latency {
 func (m *Manager) Stats() Stats {
 	c := &m.stats
 	s := Stats{
-		Requests:            c.requests.Load(),
-		RequestsIgnored:     c.requestsIgnored.Load(),
-		RequestsWithSession: c.requestsWithSession.Load(),
-		SessionsCreated:     c.created.Load(),
-		SessionsExpired:     c.expired.Load(),
-		SessionsInvalidated: c.invalidated.Load(),
-		LocalSessions:       m.sessions.Len(),
-		Takeovers:           c.takeovers.Load(),
-		Relocations:         c.relocations.Load(),
-		NodeRestarts:        c.nodeRestarts.Load(),
-		SessionsRepaired:    c.sessionsRepaired.Load(),
-		LateChanges:         c.lateChanges.Load(),
-		ChangesAfterClose:   c.changesAfterClose.Load(),
-		BackupsWritten:      c.backupsWritten.Load(),
-		BackupsSkipped:      c.backupsSkipped.Load(),
-		BackupsFailed:       c.backupsFailed.Load(),
-		BackupsDropped:      c.backupsDropped.Load(),
-		BackupBatches:       c.backupBatches.Load(),
-		BackupsTooLarge:     c.backupsTooLarge.Load(),
-		Touches:             c.touches.Load(),
-		Deletes:             c.deletes.Load(),
-		LoadsHit:            c.loadsHit.Load(),
-		LoadsMiss:           c.loadsMiss.Load(),
-		LoadsError:          c.loadsError.Load(),
-		LoadsKnownGone:      c.loadsKnownGone.Load(),
-		DecodeErrors:        c.decodeErrors.Load(),
-		BackupLatency:       c.backupLatency.snapshot(),
-		LoadLatency:         c.loadLatency.snapshot(),
+		Requests:             c.requests.Load(),
+		RequestsIgnored:      c.requestsIgnored.Load(),
+		RequestsWithSession:  c.requestsWithSession.Load(),
+		SessionsCreated:      c.created.Load(),
+		SessionsExpired:      c.expired.Load(),
+		SessionsInvalidated:  c.invalidated.Load(),
+		LocalSessions:        m.sessions.Len(),
+		Takeovers:            c.takeovers.Load(),
+		Relocations:          c.relocations.Load(),
+		NodeRestarts:         c.nodeRestarts.Load(),
+		SessionsRepaired:     c.sessionsRepaired.Load(),
+		LateChanges:          c.lateChanges.Load(),
+		ChangesAfterClose:    c.changesAfterClose.Load(),
+		BackupsWritten:       c.backupsWritten.Load(),
+		BackupsSkipped:       c.backupsSkipped.Load(),
+		BackupsFailed:        c.backupsFailed.Load(),
+		BackupsDropped:       c.backupsDropped.Load(),
+		BackupBatches:        c.backupBatches.Load(),
+		BackupsTooLarge:      c.backupsTooLarge.Load(),
+		BackupsWaitingClient: c.backupsWaitingClient.Load(),
+		Touches:              c.touches.Load(),
+		Deletes:              c.deletes.Load(),
+		LoadsHit:             c.loadsHit.Load(),
+		LoadsMiss:            c.loadsMiss.Load(),
+		LoadsError:           c.loadsError.Load(),
+		LoadsKnownGone:       c.loadsKnownGone.Load(),
+		DecodeErrors:         c.decodeErrors.Load(),
+		BackupLatency:        c.backupLatency.snapshot(),
+		LoadLatency:          c.loadLatency.snapshot(),
 	}
 	m.replica.addStats(&s)
 	return s

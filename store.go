@@ -39,6 +39,7 @@ type storeState struct {
 	busy        bool // a request holds it, and the caller is not that request
 	verified    bool // its values are identical to the snapshot of the stored ones
 	nodeUp      bool // its node is up
+	overBudget  bool // a first store of a session whose client never came back, past the budget
 }
 
 // storeAction is what a store does.
@@ -52,6 +53,7 @@ const (
 	actBusy                          // a request holds the session: its release queues it again
 	actSettleRead                    // only a read of a mutable value, and it changed nothing
 	actWrite                         // encode, and set unless the encoding is what memcached holds
+	actWaitClient                    // a first store past the budget: wait until the client comes back
 )
 
 // decideStore decides what a store of a session in state s does, and for
@@ -75,6 +77,8 @@ func decideStore(s storeState) (act storeAction, mustWrite bool) {
 		return actBusy, false
 	case !mustWrite && s.verified:
 		return actSettleRead, false
+	case s.overBudget:
+		return actWaitClient, false
 	}
 	return actWrite, mustWrite
 }
@@ -92,6 +96,8 @@ func (r *memcacheReplica) stateLocked(e *entry, n *node, key string, inRequest b
 		busy:        e.active > 0 && !inRequest,
 		verified:    e.readMutable && !e.dirty && !moved && e.verifiedLocked(),
 		nodeUp:      n != nil && n.up.Load(),
+		overBudget: !inRequest && !e.confirmed && !e.budgeted && e.storedKey == "" &&
+			r.unconfirmed.Load() >= int64(r.cfg.UnconfirmedBudget),
 	}
 }
 
@@ -219,6 +225,13 @@ func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*setOp, error) {
 		act, mustWrite := decideStore(r.stateLocked(e, n, key, inRequest))
 		switch act {
 		case actWrite:
+			if !e.confirmed && !e.budgeted {
+				// Its place in the budget is taken now, before the
+				// send: a worker's batch decides many stores at once.
+				// record gives it back if no copy results.
+				e.budgeted = true
+				r.unconfirmed.Add(1)
+			}
 			return r.encodeLocked(e, n, key, mustWrite) // unlocks e.mu
 		case actSettleRead:
 			r.readUnchangedLocked(e)
@@ -237,6 +250,10 @@ func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*setOp, error) {
 			return nil, errNoNodeUp
 		case actBusy:
 			return nil, errBusy
+		case actWaitClient:
+			// Stays dirty: the client's next request queues it again.
+			r.stats.backupsWaitingClient.Add(1)
+			return nil, nil
 		case actTouch:
 			if lost, err := r.touch(e, n, key, exp, until); !lost {
 				return nil, err
@@ -362,6 +379,9 @@ func (r *memcacheReplica) record(op *setOp) error {
 		r.stats.backupsFailed.Add(1)
 		e.mu.Lock()
 		e.dirty = true // write it again next time
+		if e.storedKey == "" {
+			r.unbudgetLocked(e) // no copy: its place in the budget is free again
+		}
 		e.mu.Unlock()
 		return opError(n, "set", err)
 	}
@@ -372,6 +392,7 @@ func (r *memcacheReplica) record(op *setOp) error {
 	e.mu.Lock()
 	e.unstorable = false
 	e.storedUntil = op.until
+
 	// Re-validate: RenewID may have changed the ID while the set was on
 	// the wire (setID clears e.key; prepare derived it for op). Only a
 	// set under the current ID retires the tombstones of earlier IDs: the
@@ -409,6 +430,7 @@ func (r *memcacheReplica) giveUp(e *entry, hash uint64, err error) error {
 	e.rejected, e.verified = hash, nil
 	e.mu.Lock()
 	e.unstorable = true
+	r.unbudgetLocked(e) // its copy is deleted below, or never was
 	e.mu.Unlock()
 	if e.storedKey != "" {
 		r.deleteKey(e.storedNode, e.storedKey, e)
