@@ -13,8 +13,9 @@ import (
 
 // Node health and placement. gomemcache tracks no health, so the Manager
 // does: a node is up until an operation on it fails as unreachable
-// (mcwire.Unreachable), then down until a probe answers. Up nodes are
-// never probed: a healthy cluster sees no health-check traffic at all.
+// (mcwire.Unreachable), then down until a probe answers. Up nodes get no
+// liveness probe, only the restart check (restartLoop): one stats per
+// node per RestartCheckInterval.
 
 // node is one memcached server in one role, and its health.
 type node struct {
