@@ -34,6 +34,16 @@ func (r *memcacheReplica) deleteEnded(e *entry) error {
 	return nil
 }
 
+// dropCopy deletes e's stored copy, if it has one (when its node is back,
+// if it is down), and forgets it: the next store writes e afresh.
+// e.writeMu is held.
+func (r *memcacheReplica) dropCopy(e *entry) {
+	if e.storedKey != "" {
+		r.deleteKey(e.storedNode, e.storedKey, e)
+		e.storedKey, e.storedNode, e.storedHash = "", "", 0
+	}
+}
+
 // deleteKey deletes key from the node with id nodeID. A missing key or node
 // is not an error. For a node that is down the delete is deferred until it
 // is back; e, if not nil, is the session the key was a copy of.

@@ -142,10 +142,7 @@ func (r *memcacheReplica) renamed(e *entry, old string) {
 	e.mu.Unlock()
 	r.sessions.Set(old, &entry{removed: true, lastAccess: time.Now()})
 	e.writeMu.Lock()
-	if e.storedKey != "" {
-		r.deleteKey(e.storedNode, e.storedKey, e)
-		e.storedKey, e.storedNode = "", ""
-	}
+	r.dropCopy(e)
 	e.writeMu.Unlock()
 }
 

@@ -32,8 +32,7 @@ type health struct {
 	mu        sync.Mutex
 	nextProbe time.Time
 	backoff   time.Duration
-	instance  mcwire.Instance // the server process last seen (checkRestarts)
-	seen      bool            // instance is set
+	instance  mcwire.Instance // the server process last seen by checkRestart; zero before
 }
 
 // nodeSet is an immutable list of nodes; SetNodes swaps in a new one.
@@ -226,8 +225,8 @@ func (c *cluster) checkRestart(n *node) {
 		return
 	}
 	n.mu.Lock()
-	restarted := n.seen && n.instance.Restarted(inst)
-	n.instance, n.seen = inst, true
+	restarted := n.instance != (mcwire.Instance{}) && n.instance.Restarted(inst)
+	n.instance = inst
 	n.mu.Unlock()
 	if restarted {
 		c.logger.warn("node-restart:"+n.ID, "mcsession: memcached node restarted and lost its copies; storing its sessions again",

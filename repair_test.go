@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mcsession/mcsession/internal/mcwire"
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
 
@@ -32,7 +33,7 @@ func TestRestartedNodeIsRepaired(t *testing.T) {
 	eventually(t, 5*time.Second, "n1's server process was never seen", func() bool {
 		n1.mu.Lock()
 		defer n1.mu.Unlock()
-		return n1.seen
+		return n1.instance != (mcwire.Instance{})
 	})
 	var onN1 []string
 	for _, id := range ids {

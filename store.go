@@ -432,10 +432,7 @@ func (r *memcacheReplica) giveUp(e *entry, hash uint64, err error) error {
 	e.unstorable = true
 	r.unbudgetLocked(e) // its copy is deleted below, or never was
 	e.mu.Unlock()
-	if e.storedKey != "" {
-		r.deleteKey(e.storedNode, e.storedKey, e)
-		e.storedKey, e.storedNode, e.storedHash = "", "", 0
-	}
+	r.dropCopy(e)
 	return errPermanent{err}
 }
 

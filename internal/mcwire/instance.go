@@ -25,27 +25,12 @@ func (prev Instance) Restarted(now Instance) bool {
 // (one round trip), on a pooled connection. A pooled connection the server
 // has closed since (a restart: exactly what Instance is for) is replaced
 // once by a fresh one.
-func (n *Node) Instance() (Instance, error) {
-	s := n.setter
-	c, pooled, err := s.get()
-	if err != nil {
-		return Instance{}, err
-	}
-	inst, err := c.instance(s.timeout)
-	if err != nil && pooled && staleConn(err) {
-		c.nc.Close()
-		s.dropIdle()
-		if c, err = s.dial(); err != nil {
-			return Instance{}, err
-		}
-		inst, err = c.instance(s.timeout)
-	}
-	if err != nil {
-		c.nc.Close()
-		return Instance{}, err
-	}
-	s.put(c)
-	return inst, nil
+func (n *Node) Instance() (inst Instance, err error) {
+	err = n.setter.run(func(c *setConn) (bool, error) {
+		inst, err = c.instance(n.setter.timeout)
+		return false, err
+	})
+	return inst, err
 }
 
 // instance sends "stats" and reads the reply up to END.

@@ -61,27 +61,40 @@ func (s *setter) setMany(sets []*Set) {
 	if len(sets) == 0 {
 		return
 	}
-	c, pooled, err := s.get()
-	if err != nil {
-		fail(sets, err)
-		return
-	}
-	done, err := c.setMany(sets, s.timeout)
-	if err != nil && pooled && done == 0 && staleConn(err) {
-		c.nc.Close()
-		s.dropIdle()
-		if c, err = s.dial(); err == nil {
-			done, err = c.setMany(sets, s.timeout)
-		}
-	}
+	done := 0
+	err := s.run(func(c *setConn) (answered bool, err error) {
+		done, err = c.setMany(sets, s.timeout)
+		return done > 0, err
+	})
 	if err != nil {
 		fail(sets[done:], err)
-		if c != nil {
-			c.nc.Close()
+	}
+}
+
+// run runs f on a pooled or new connection and pools the connection again
+// if f succeeds, or closes it. A pooled connection the server has closed
+// since (a restart, say) is replaced once by a fresh one, unless the server
+// already answered part of f's request (answered).
+func (s *setter) run(f func(c *setConn) (answered bool, err error)) error {
+	c, pooled, err := s.get()
+	if err != nil {
+		return err
+	}
+	answered, err := f(c)
+	if err != nil && pooled && !answered && staleConn(err) {
+		c.nc.Close()
+		s.dropIdle()
+		if c, err = s.dial(); err != nil {
+			return err
 		}
-		return
+		_, err = f(c)
+	}
+	if err != nil {
+		c.nc.Close()
+		return err
 	}
 	s.put(c)
+	return nil
 }
 
 // checkKeys fails the sets whose key memcached would not take, as
