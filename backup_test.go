@@ -35,7 +35,7 @@ func holdsFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // pointer value, or nothing at all.
 func TestStickyHitCostsNoMemcachedOps(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
-	a := newAppInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: opTimeout}, typedApp())
+	a := newAppInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: opTimeout, Copies: 1}, typedApp())
 	br := newBrowser(t)
 	mustDo(t, br, a, "POST", "/typed")
 	mustDo(t, br, a, "POST", "/set?key=k&value=v")
@@ -116,14 +116,14 @@ func TestHealthyNodesAreNotProbed(t *testing.T) {
 	})
 }
 
-// TestChangeWritesOnceToItsNode proves that a request that changes its
-// session costs exactly one set, on the node its ID names and none on the
-// other, that memcached then holds the new state (also for a pointer value
+// TestChangeWritesOnceToItsNode proves that, with one copy, a request that
+// changes its session costs exactly one set, on the node its ID names and
+// none on the other, that memcached then holds the new state (also for a pointer value
 // changed in place, without Set), and that requests that only read, or
 // change nothing, cost nothing.
 func TestChangeWritesOnceToItsNode(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
-	a := newAppInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: opTimeout}, typedApp())
+	a := newAppInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: opTimeout, Copies: 1}, typedApp())
 	const post, get = "POST", "GET"
 	type req struct{ method, path string }
 	for _, tt := range []struct {
@@ -217,7 +217,7 @@ func TestChangeWritesOnceToItsNode(t *testing.T) {
 // once, with its latest state.
 func TestBackupQueuedSessionIsQueuedOnce(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
-	a, gate := newGatedInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", BackupWorkers: 1, OperationTimeout: opTimeout})
+	a, gate := newGatedInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", BackupWorkers: 1, OperationTimeout: opTimeout, Copies: 1})
 	before := serverStats(t, servers)
 
 	// Session x holds the only worker at the gate.

@@ -92,7 +92,7 @@ func TestSyncStoresShareABatch(t *testing.T) {
 // flight.
 func TestQueuedSyncStoresMoveOffAKilledNode(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
-	cfg := Config{Nodes: nodesOf(servers...), Route: "a", SyncBackup: true,
+	cfg := Config{Nodes: nodesOf(servers...), Route: "a", SyncBackup: true, Copies: 1,
 		OperationTimeout: 5 * time.Second, BackupTimeout: 8 * time.Second}
 	a := newInstance(t, cfg)
 	var onN1 []*browser // users whose sessions live on n1

@@ -26,7 +26,11 @@ const (
 	DefaultMaxProbeInterval     = 5 * time.Second
 	DefaultRestartCheckInterval = 5 * time.Second
 	DefaultUnconfirmedBudget    = 10_000
+	DefaultCopies               = 2
 )
+
+// maxCopies is the most copies of a session kept (Config.Copies).
+const maxCopies = 2
 
 // MaxRouteLen is the longest Route accepted.
 const MaxRouteLen = 64
@@ -158,6 +162,15 @@ type Config struct {
 	// Default: DefaultUnconfirmedBudget (10,000).
 	UnconfirmedBudget int
 
+	// Copies is how many memcached nodes hold a copy of each session: 2
+	// (the node named in the session ID and the next node of the session's
+	// ranking) or 1. With two copies a session survives its instance and
+	// one memcached node dying together, at the price of two sets per
+	// backup instead of one (sent in the same batches). With fewer than two
+	// nodes that are not failover nodes, one copy is kept whatever this
+	// says. Default: DefaultCopies (2).
+	Copies int
+
 	hooks hooks // for tests only (hooks.go)
 }
 
@@ -274,6 +287,7 @@ func (s *settings) resolveSizes() error {
 		{"BackupQueueSize", &s.BackupQueueSize, DefaultBackupQueueSize},
 		{"ItemSizeLimit", &s.ItemSizeLimit, DefaultItemSizeLimit},
 		{"UnconfirmedBudget", &s.UnconfirmedBudget, DefaultUnconfirmedBudget},
+		{"Copies", &s.Copies, DefaultCopies},
 	}
 	for _, n := range ints {
 		if *n.v < 0 {
@@ -282,6 +296,9 @@ func (s *settings) resolveSizes() error {
 		if *n.v == 0 {
 			*n.v = n.def
 		}
+	}
+	if s.Copies > maxCopies {
+		return configError("Copies", fmt.Sprintf("%d: at most %d copies are kept", s.Copies, maxCopies))
 	}
 	return nil
 }

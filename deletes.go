@@ -13,18 +13,17 @@ import (
 // ID must not load the old state. A delete for a node that is down waits
 // until the node is back.
 
-// deleteEnded deletes the copy of an ended session and then its tombstone
-// in the session map. e.writeMu is held. If the copy's node is down the
-// delete is retried when it is back.
+// deleteEnded deletes the copies of an ended session and then its
+// tombstone in the session map. e.writeMu is held. If a copy's node is
+// down, its delete is retried when the node is back (errNoNodeUp says so)
+// and meanwhile a tombstone outranks the copy (bury).
 func (r *memcacheReplica) deleteEnded(e *entry) error {
-	if e.storedKey != "" {
-		if n := r.cluster.load().byID[e.storedNode]; n != nil && !n.up.Load() {
-			return errNoNodeUp
-		}
-		if err := r.deleteKey(e.storedNode, e.storedKey, e); err != nil {
-			return err
-		}
-		e.storedKey, e.storedNode = "", ""
+	if r.deleteReachable(e) {
+		e.mu.Lock()
+		id := splitID(e.id, true)
+		e.mu.Unlock()
+		r.bury(e, id)
+		return errNoNodeUp
 	}
 	e.mu.Lock()
 	random := e.random
@@ -34,13 +33,77 @@ func (r *memcacheReplica) deleteEnded(e *entry) error {
 	return nil
 }
 
-// dropCopy deletes e's stored copy, if it has one (when its node is back,
-// if it is down), and forgets it: the next store writes e afresh.
+// dropCopy deletes e's stored copies (those on a node that is down when it
+// is back, and meanwhile outranked by a tombstone), and forgets them: the
+// next store writes e afresh. id is the ID the copies were stored under.
 // e.writeMu is held.
-func (r *memcacheReplica) dropCopy(e *entry) {
-	if e.storedKey != "" {
-		r.deleteKey(e.storedNode, e.storedKey, e)
-		e.storedKey, e.storedNode, e.storedHash = "", "", 0
+func (r *memcacheReplica) dropCopy(e *entry, id sessionID) {
+	if r.deleteReachable(e) {
+		for _, a := range e.stored {
+			if a.key != "" {
+				r.deletes.add(a.node, a.key, e)
+			}
+		}
+		r.bury(e, id)
+	}
+	e.mu.Lock()
+	e.stored = copies{}
+	e.mu.Unlock()
+	e.storedHash = 0
+}
+
+// deleteReachable deletes e's copies on nodes that are up and forgets
+// them; those on nodes that are down (or that fail now) stay in e.stored.
+// It reports whether any stayed. e.writeMu is held.
+func (r *memcacheReplica) deleteReachable(e *entry) (down bool) {
+	if !e.stored.any() {
+		return false
+	}
+	ns := r.cluster.load()
+	var keep copies
+	for _, a := range e.stored {
+		if a.key == "" {
+			continue
+		}
+		if n := ns.byID[a.node]; n != nil && !n.up.Load() || r.deleteKey(a.node, a.key, e) != nil {
+			keep.add(a)
+		}
+	}
+	e.mu.Lock()
+	e.stored = keep
+	e.mu.Unlock()
+	return keep.any()
+}
+
+// bury writes a tombstone of the session stored under id (a copy marked
+// ended, with a generation above every copy's) on the first up node of its
+// ranking, once. A load takes the highest generation it finds, so when a
+// node that was down at a logout or RenewID comes back with the old copy,
+// that copy stays unloadable even if this instance died before it could
+// delete it. (If both nodes holding copies are down, the tombstone lands on
+// a third node, which a load that finds both old copies does not ask.)
+// e.writeMu is held.
+func (r *memcacheReplica) bury(e *entry, id sessionID) {
+	if e.tombstoned {
+		return
+	}
+	ns := r.cluster.load()
+	i := ns.ring.First(id.random, func(i int) bool { return ns.list[i].up.Load() })
+	if i < 0 {
+		return // nothing is up; the deletes wait for the nodes anyway
+	}
+	n := ns.list[i]
+	id.node = n.ID
+	e.mu.Lock()
+	env := envelope{created: e.created, idleTimeout: r.cfg.IdleTimeout, lifetime: r.cfg.Lifetime,
+		gen: e.storedGen + 1, ended: true}
+	exp, _ := r.ttlLocked(e, time.Now())
+	e.mu.Unlock()
+	set := copySet{Set: mcwire.Set{Key: memcacheKey(r.cfg.KeyPrefix, id.String()), Value: appendEnvelope(nil, env, nil), Exp: exp}, n: n}
+	r.sendJoined(&set)
+	if set.Err == nil {
+		e.tombstoned = true
+		r.stats.tombstones.Add(1)
 	}
 }
 
@@ -80,7 +143,7 @@ func (r *memcacheReplica) runDeferredDeletes() {
 				continue
 			}
 			d.e.writeMu.Lock()
-			if d.e.storedKey != d.key || d.e.storedNode != id {
+			if !d.e.stored.has(id, d.key) {
 				r.deleteKey(id, d.key, d.e) // a node down again defers it anew
 			}
 			d.e.writeMu.Unlock()

@@ -37,17 +37,67 @@ type entry struct {
 	created     time.Time
 	random      string   // the ID's random part, the local map's key (set by setID)
 	key         string   // memcached key of id, or "" until derived (see keyLocked)
+	second      copyAt   // the second copy's node and key there, once derived (see keyOnLocked)
 	renamed     []string // random parts before RenewID, tombstoned until the next store
+	// takenFrom is the route of the instance this one took the session
+	// over from, until the client sends this instance's cookie: requests
+	// still carrying the old cookie are not a sign of a failback.
+	takenFrom string
 
 	// writeMu serialises stores of this session, so a write of an older
 	// state can never land after a write of a newer one.
 	writeMu sync.Mutex
 	// stored* describe what memcached holds; guarded by writeMu.
 	storedHash uint64 // hash of the last payload written
-	storedNode string // node of the last write, or of the copy a takeover loaded
-	storedKey  string // key of that copy; deleted once the session is stored under another
+	storedGen  uint64 // generation of the last copy written, or of the copy a takeover loaded
+	// stored lists where memcached holds copies: the nodes of the last
+	// write that succeeded, or where a takeover found them. A copy is
+	// deleted once the session is stored elsewhere. Written with mu held
+	// too, so that rewriteWhere's callbacks may read it under mu.
+	stored     copies
+	tombstoned bool   // ended, and tombstones written where a copy's node was down
 	rejected   uint64 // hash of the last payload that could not be stored (too large, say)
 	verified   values // snapshot of values known to be what storedHash stands for, or nil (inplace.go)
+}
+
+// copyAt is where one copy of a session is: a node, and its key there.
+type copyAt struct{ node, key string }
+
+// copies are the places that hold a session's copies, filled from the
+// first; the zero value holds none.
+type copies [maxCopies]copyAt
+
+// any reports whether c holds a copy.
+func (c *copies) any() bool { return c[0].key != "" }
+
+// has reports whether c holds the copy under key on node.
+func (c *copies) has(node, key string) bool {
+	for _, a := range c {
+		if a.key == key && a.node == node && key != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// on reports whether c holds a copy on node.
+func (c *copies) on(node string) bool {
+	for _, a := range c {
+		if a.node == node && a.key != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// add appends a copy; past maxCopies it is dropped.
+func (c *copies) add(a copyAt) {
+	for i := range c {
+		if c[i].key == "" {
+			c[i] = a
+			return
+		}
+	}
 }
 
 // needsStoreLocked reports whether memcached lacks something of e: a
@@ -105,7 +155,7 @@ func (e *entry) releaseLocked() { e.active-- }
 // so a session holds its ID's bytes once.
 func (e *entry) setID(id sessionID) {
 	e.id = id.String()
-	e.key = "" // derived again from the new ID when needed
+	e.key, e.second = "", copyAt{} // derived again from the new ID when needed
 	e.random, e.node = e.id[:randomLen], id.node
 	if e.node != "" {
 		e.node = e.id[randomLen+1 : randomLen+1+len(id.node)]

@@ -10,11 +10,19 @@ import (
 
 // A stored session is an envelope followed by the transcoder's bytes:
 //
-//	"MCS" format-version(2)
+//	"MCS" format-version(3)
 //	uvarint created     (Unix milliseconds)
 //	uvarint idleTimeout (milliseconds)
 //	uvarint lifetime    (milliseconds, 0 = none)
+//	uvarint generation  (grows with every store of the session, on any instance)
+//	byte    flags       (flagEnded: a tombstone, the session was ended; no payload)
 //	payload             (Transcoder.Encode of the values)
+//
+// The generation decides between copies that disagree: a load takes the
+// highest it finds, and an instance whose local session is older than a
+// copy written elsewhere serves that copy (failback). A tombstone is the
+// copy of an ended session, written where the delete of a copy cannot
+// reach its node (down): it outranks the copy that node may bring back.
 //
 // The envelope holds no part of the session ID: memcached must hold nothing
 // a reader could present as a cookie, and the key (a SHA-256 of the ID)
@@ -22,13 +30,17 @@ import (
 // lifetime, as a uvarint length and the bytes; such copies, left by an
 // older instance during a rolling deploy, are still read (their ID is
 // checked and dropped), and adopt marks the session for a store, so they
-// are written again as version 2 even if the session is only read.
+// are written again in the current version even if the session is only
+// read. Version 2 is version 3 without generation and flags (generation 0).
 // The last access time is not stored: memcached's TTL, renewed by touch, is
 // what enforces the idle timeout of a copy.
 const (
 	envelopeMagic     = "MCS"
-	envelopeVersion   = 2
+	envelopeVersion   = 3
+	envelopeVersionV2 = 2 // no generation: read, never written
 	envelopeVersionV1 = 1 // with the ID: read, never written
+
+	flagEnded = 1 << 0 // a tombstone: the session was ended
 )
 
 // envelope is the metadata stored with a session's values.
@@ -37,6 +49,8 @@ type envelope struct {
 	created     time.Time
 	idleTimeout time.Duration
 	lifetime    time.Duration
+	gen         uint64 // the store's generation (0 in versions 1 and 2)
+	ended       bool   // a tombstone: the session was ended where a copy could not be deleted
 }
 
 // errCorrupt is wrapped by every envelope decoding error.
@@ -49,6 +63,12 @@ func appendEnvelope(b []byte, e envelope, payload []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(max(e.created.UnixMilli(), 0)))
 	b = binary.AppendUvarint(b, uint64(e.idleTimeout.Milliseconds()))
 	b = binary.AppendUvarint(b, uint64(e.lifetime.Milliseconds()))
+	b = binary.AppendUvarint(b, e.gen)
+	var flags byte
+	if e.ended {
+		flags |= flagEnded
+	}
+	b = append(b, flags)
 	return append(b, payload...)
 }
 
@@ -62,7 +82,7 @@ func decodeEnvelope(b []byte, id string) (envelope, []byte, error) {
 		return e, nil, fmt.Errorf("%w: no %q header", errCorrupt, envelopeMagic)
 	}
 	version := b[len(envelopeMagic)]
-	if version != envelopeVersion && version != envelopeVersionV1 {
+	if version != envelopeVersion && version != envelopeVersionV2 && version != envelopeVersionV1 {
 		return e, nil, fmt.Errorf("%w: format version %d, want %d", errCorrupt, version, envelopeVersion)
 	}
 	b = b[len(envelopeMagic)+1:]
@@ -85,11 +105,22 @@ func decodeEnvelope(b []byte, id string) (envelope, []byte, error) {
 	if fields[1] > maxDurationMillis || fields[2] > maxDurationMillis {
 		return e, nil, fmt.Errorf("%w: timeout out of range", errCorrupt)
 	}
-	if version == envelopeVersionV1 {
+	switch version {
+	case envelopeVersionV1:
 		var err error
 		if b, err = skipV1ID(b, id); err != nil {
 			return e, nil, err
 		}
+	case envelopeVersion:
+		gen, n := binary.Uvarint(b)
+		if n <= 0 || len(b) == n {
+			return e, nil, fmt.Errorf("%w: truncated header", errCorrupt)
+		}
+		flags := b[n]
+		if flags&^flagEnded != 0 {
+			return e, nil, fmt.Errorf("%w: unknown flags %#x", errCorrupt, flags)
+		}
+		e.gen, e.ended, b = gen, flags&flagEnded != 0, b[n+1:]
 	}
 	e.version = version
 	e.created = time.UnixMilli(int64(fields[0]))

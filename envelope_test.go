@@ -20,7 +20,9 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		e       envelope
 		payload []byte
 	}{
-		{"typical", envelope{created: created, idleTimeout: 30 * time.Minute, lifetime: 0}, []byte("payload")},
+		{"typical", envelope{created: created, idleTimeout: 30 * time.Minute, lifetime: 0, gen: 1}, []byte("payload")},
+		{"late generation", envelope{created: created, idleTimeout: 30 * time.Minute, gen: math.MaxUint64}, []byte("payload")},
+		{"tombstone", envelope{created: created, idleTimeout: 30 * time.Minute, gen: 9, ended: true}, nil},
 		{"lifetime", envelope{created: created, idleTimeout: time.Second, lifetime: 12 * time.Hour}, []byte{0, 1, 2, 0xff}},
 		{"empty payload", envelope{created: created, idleTimeout: time.Hour, lifetime: 0}, nil},
 		{"zero fields", envelope{created: time.UnixMilli(0)}, nil},
@@ -77,7 +79,8 @@ func TestEnvelopeHoldsNoID(t *testing.T) {
 func sameEnvelope(a, b envelope) bool {
 	return a.created.UnixMilli() == b.created.UnixMilli() &&
 		a.idleTimeout.Milliseconds() == b.idleTimeout.Milliseconds() &&
-		a.lifetime.Milliseconds() == b.lifetime.Milliseconds()
+		a.lifetime.Milliseconds() == b.lifetime.Milliseconds() &&
+		a.gen == b.gen && a.ended == b.ended
 }
 
 func TestDecodeEnvelopeErrors(t *testing.T) {
@@ -100,7 +103,7 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{"wrong magic", append([]byte("XYZ"), good[3:]...)},
 		{"gob bytes", []byte{0x0c, 0xff, 0x81, 0x02, 0x01}},
 		{"version 0", append([]byte("MCS\x00"), good[4:]...)},
-		{"version 3", append([]byte("MCS\x03"), good[4:]...)},
+		{"version 4", append([]byte("MCS\x04"), good[4:]...)},
 		{"no fields", []byte("MCS\x02")},
 		{"truncated uvarint", []byte("MCS\x02\x80")},
 		{"two fields", header(2, 1, 2)},
@@ -112,6 +115,9 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		// around to a negative time.Duration.
 		{"idle overflows Duration", header(2, 0, math.MaxInt64/uint64(time.Millisecond)+1, 0)},
 		{"lifetime overflows Duration", header(2, 0, 0, 1<<50)},
+		{"v3 without generation", header(3, 0, 0, 0)},
+		{"v3 without flags", header(3, 0, 0, 0, 7)},
+		{"v3 unknown flag", append(header(3, 0, 0, 0, 7), 0x02)},
 		{"v1 without ID", header(1, 0, 0, 0)},
 		{"v1 ID longer than blob", header(1, 0, 0, 0, 5)},
 		{"v1 ID longer than maxIDLen", append(header(1, 0, 0, 0, maxIDLen+1), bytes.Repeat([]byte("a"), maxIDLen+1)...)},

@@ -31,7 +31,7 @@ func (r *memcacheReplica) checkInPlaceLocked(e *entry) {
 		return
 	}
 	defer e.writeMu.Unlock()
-	if e.storedKey == "" || e.unstorable {
+	if !e.stored.any() || e.unstorable {
 		return
 	}
 	if e.verifiedLocked() {

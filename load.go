@@ -44,45 +44,91 @@ const (
 	missingSize = 4096
 )
 
-// loadNow does the work of load. It asks the ID's node, then, if that is
-// down or does not have the session, the other up nodes in the session's
-// ranking: its owner may have moved it there while the ID's node was down,
-// and the client may not have received the new cookie.
+// loadNow does the work of load: it fetches the session's copies and
+// adopts the newest.
 func (r *memcacheReplica) loadNow(ns *nodeSet, id sessionID) loaded {
 	if e, ok := r.sessions.Get(id.random); ok {
 		return loaded{e: e} // adopted by a load that finished just before this one began
 	}
+	f := r.fetch(ns, id)
+	switch {
+	case f.best.n == nil && f.failed:
+		return loaded{} // out of reach, not known to be gone
+	case f.best.n == nil, f.best.env.ended:
+		r.stats.loadsMiss.Add(1)
+		return loaded{gone: true} // missing or corrupt on every node that answered, or ended
+	}
+	return r.adoptFound(f)
+}
+
+// found is what a fetch found of a session.
+type found struct {
+	best   copyFound // the copy with the highest generation; best.n is nil if none
+	at     copies    // every place that answered with a copy
+	stale  bool      // the copies disagree (an older or a corrupt one): write them again
+	failed bool      // a node that could hold a copy could not be asked, or did not answer
+}
+
+// copyFound is one copy a fetch found: on node n, under key, the key of id.
+type copyFound struct {
+	n       *node
+	key     string
+	id      sessionID
+	env     envelope
+	payload []byte
+}
+
+// fetch reads the copies of the session id names: from the ID's node, then
+// from the other up nodes in the session's ranking (where the second copy
+// is, and where its owner moved it if the ID's node went down), until it
+// has as many copies as are kept or has asked every node. The copy with
+// the highest generation wins. A node that could hold a copy and cannot be
+// asked proves nothing: the session is gone only if every node answered
+// "miss". The ID's node, known down, is such a node.
+func (r *memcacheReplica) fetch(ns *nodeSet, id sessionID) (f found) {
 	home := ns.byID[id.node]
 	var buf [8]*node
-	candidates := append(buf[:0], home)
-	lookedElsewhere := !home.up.Load()
-	if lookedElsewhere {
-		candidates = ns.elsewhere(candidates[:0], home, id.random)
-	}
-	// A node that could hold the session and cannot be asked proves
-	// nothing: the session is gone only if every node that could hold it
-	// answered "miss". Its home node, known down, is such a node.
-	failed := lookedElsewhere
-	for i := 0; i < len(candidates); i++ {
-		n := candidates[i]
-		found := sessionID{id.random, n.ID, id.route}
-		key := memcacheKey(r.cfg.KeyPrefix, found.String())
-		blob, err := r.get(n, key)
-		if err != nil {
-			failed = failed || mcwire.Classify(err) != mcwire.Miss
-			if n == home && !lookedElsewhere {
-				lookedElsewhere = true
-				candidates = ns.elsewhere(candidates, home, id.random)
-			}
+	candidates := ns.elsewhere(append(buf[:0], home), home, id.random)
+	hits := 0
+	for _, n := range candidates {
+		if !n.up.Load() {
+			f.failed = true
 			continue
 		}
-		return r.adoptFound(found, n, key, blob)
+		at := sessionID{id.random, n.ID, id.route}
+		key := memcacheKey(r.cfg.KeyPrefix, at.String())
+		blob, err := r.get(n, key)
+		if err != nil {
+			f.failed = f.failed || mcwire.Classify(err) != mcwire.Miss
+			continue
+		}
+		hits++
+		f.at.add(copyAt{n.ID, key})
+		env, payload, err := decodeEnvelope(blob, at.String())
+		switch {
+		case err != nil:
+			r.corrupt(n, key, err)
+			f.stale = true
+		case f.best.n == nil:
+			f.best = copyFound{n, key, at, env, payload}
+		case env.gen > f.best.env.gen:
+			f.best, f.stale = copyFound{n, key, at, env, payload}, true
+		case env.gen < f.best.env.gen:
+			f.stale = true
+		}
+		if hits >= ns.copies {
+			break
+		}
 	}
-	if failed || len(candidates) == 0 {
-		return loaded{} // out of reach, not known to be gone
-	}
-	r.stats.loadsMiss.Add(1)
-	return loaded{gone: true} // missing on every node that answered
+	return f
+}
+
+// corrupt counts and logs a stored copy that cannot be decoded: it is
+// treated as missing.
+func (r *memcacheReplica) corrupt(n *node, key string, err error) {
+	r.stats.decodeErrors.Add(1)
+	r.logger.warn("decode", "mcsession: stored session cannot be decoded; treated as missing",
+		"node", n.ID, "key", key, "err", err)
 }
 
 // get reads key from n, counting and logging a failure other than a miss.
@@ -101,15 +147,13 @@ func (r *memcacheReplica) get(n *node, key string) ([]byte, error) {
 	return nil, err
 }
 
-// adoptFound adds the session stored as blob under key on n, found for
-// the ID found, to process memory, unless it is corrupt or expired.
-func (r *memcacheReplica) adoptFound(found sessionID, n *node, key string, blob []byte) loaded {
-	e, err := r.adopt(found, n, key, blob)
+// adoptFound adds the session fetch found to process memory, unless it is
+// corrupt or expired.
+func (r *memcacheReplica) adoptFound(f found) loaded {
+	e, err := r.adopt(f)
 	if err != nil {
-		r.stats.decodeErrors.Add(1)
+		r.corrupt(f.best.n, f.best.key, err)
 		r.stats.loadsMiss.Add(1)
-		r.logger.warn("decode", "mcsession: stored session cannot be decoded; treated as missing",
-			"node", n.ID, "key", key, "err", err)
 		return loaded{gone: true}
 	}
 	if e == nil {
@@ -121,48 +165,46 @@ func (r *memcacheReplica) adoptFound(found sessionID, n *node, key string, blob 
 	return loaded{e: actual}
 }
 
-// adopt decodes a stored session found under id on node n. It returns nil
-// without error if the session has outlived its lifetime.
-func (r *memcacheReplica) adopt(id sessionID, n *node, key string, blob []byte) (*entry, error) {
-	env, payload, err := decodeEnvelope(blob, id.String())
-	if err != nil {
-		return nil, err
-	}
+// adopt decodes the session fetch found. It returns nil without error if
+// the session has outlived its lifetime.
+func (r *memcacheReplica) adopt(f found) (*entry, error) {
+	env, id := f.best.env, f.best.id
 	now := time.Now()
 	for _, life := range []time.Duration{env.lifetime, r.cfg.Lifetime} {
 		if life > 0 && now.Sub(env.created) > life {
-			r.deleteKey(n.ID, key, nil)
+			for _, a := range f.at {
+				if a.key != "" {
+					r.deleteKey(a.node, a.key, nil)
+				}
+			}
 			return nil, nil
 		}
 	}
-	decoded, err := r.cfg.Transcoder.Decode(payload)
+	values, hash, err := r.decodeCopy(f.best.payload)
 	if err != nil {
 		return nil, err
 	}
-	values := valuesOf(decoded)
 	e := &entry{
 		confirmed:  true, // loaded for a request that sent its cookie
-		node:       n.ID,
 		values:     values,
 		created:    env.created,
 		lastAccess: now,
-		storedHash: r.m.storedHash(values, payload),
-		storedNode: n.ID,
-		storedKey:  key,
+		storedHash: hash,
+		storedGen:  env.gen,
+		stored:     f.at,
 	}
 	// The ID is built afresh: id's parts are substrings of the request's
 	// Cookie header, which the session must not keep alive.
-	e.setID(sessionID{id.random, n.ID, r.cfg.Route})
-	if env.version != envelopeVersion {
-		// An older format (version 1 holds the ID in clear): the next
-		// store writes it again in the current one.
-		e.dirty = true
-	}
+	e.setID(sessionID{id.random, id.node, r.cfg.Route})
+	// An older format (version 1 holds the ID in clear), or copies that
+	// disagree: the next store writes them again.
+	e.dirty = env.version != envelopeVersion || f.stale
 	if e.id != id.String() {
 		// Stored under another ID: write it under ours (the next store
-		// does, and deletes the old key).
+		// does, and deletes the copies under the old one).
 		e.dirty = true
 		if id.route != r.cfg.Route {
+			e.takenFrom = id.route
 			r.stats.takeovers.Add(1)
 		}
 	}
@@ -170,4 +212,77 @@ func (r *memcacheReplica) adopt(id sessionID, n *node, key string, blob []byte) 
 	r.placeLocked(e)
 	e.mu.Unlock()
 	return e, nil
+}
+
+// decodeCopy decodes a stored payload into values and the hash that
+// stands for them.
+func (r *memcacheReplica) decodeCopy(payload []byte) (values, uint64, error) {
+	decoded, err := r.cfg.Transcoder.Decode(payload)
+	if err != nil {
+		return nil, 0, err
+	}
+	v := valuesOf(decoded)
+	return v, r.m.storedHash(v, payload), nil
+}
+
+// refresh makes sure that e, held here and asked for by a cookie of
+// another instance's route (id), is not older than what that instance
+// stored: the balancer may have sent the client there and back (a
+// failback), and this process's state is then stale. The copies under id
+// decide: a newer one (a higher generation) replaces e's values, and e is
+// marked for a store under this instance's ID; an ended one, or none on
+// any node while e was not taken over from that route, means the session
+// ended there, and refresh reports it gone. A node that cannot answer
+// proves nothing: e is kept.
+//
+// A cookie of the route e was taken over from is the normal case just
+// after a takeover (the client has not yet received the new cookie): the
+// copies are then this instance's own (not newer) or already deleted.
+func (r *memcacheReplica) refresh(e *entry, id sessionID) (gone bool) {
+	ns := r.cluster.load()
+	if ns.byID[id.node] == nil {
+		return false
+	}
+	f := r.fetch(ns, id)
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.removed:
+		return false
+	case f.best.n == nil:
+		// Nothing under the cookie's ID. Either that instance ended the
+		// session (a logout there deleted its copies, after its first
+		// store deleted this instance's), or it has not stored it yet
+		// (async), and this instance's copies are still there.
+		return !f.failed && e.takenFrom != id.route && r.ownCopyGone(e)
+	case f.best.env.gen <= e.storedGen:
+		return false // this instance's state is as new
+	case f.best.env.ended:
+		return true
+	}
+	values, hash, err := r.decodeCopy(f.best.payload)
+	if err != nil {
+		r.corrupt(f.best.n, f.best.key, err)
+		return false
+	}
+	e.values, e.verified = values, nil
+	e.storedHash, e.storedGen, e.stored = hash, f.best.env.gen, f.at
+	e.dirty, e.readMutable = true, false // stored again under this instance's ID
+	e.takenFrom = id.route
+	r.stats.failbacks.Add(1)
+	return false
+}
+
+// ownCopyGone reports whether memcached answered that the first copy this
+// instance stored of e is gone. e.writeMu and e.mu are held.
+func (r *memcacheReplica) ownCopyGone(e *entry) bool {
+	a := e.stored[0]
+	n := r.cluster.load().byID[a.node]
+	if a.key == "" || n == nil || !n.up.Load() {
+		return false
+	}
+	_, err := r.get(n, a.key)
+	return mcwire.Classify(err) == mcwire.Miss
 }

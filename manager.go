@@ -141,9 +141,16 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 	id := splitID(cookie, m.withNode)
 	now := time.Now()
 	if e, ok := m.sessions.Get(id.random); ok {
+		if id.route != m.cfg.Route && m.replica.refresh(e, id) {
+			m.end(e, &m.stats.invalidated, false) // ended where it was served since
+			return nil, true
+		}
 		e.mu.Lock()
 		live := !e.removed && !m.expiredLocked(e, now)
 		if live {
+			if e.takenFrom != "" && id.route == m.cfg.Route {
+				e.takenFrom = "" // the client has this instance's cookie now
+			}
 			e.lastAccess = now
 			e.acquireLocked()
 			m.replica.usedLocked(e)

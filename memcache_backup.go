@@ -139,10 +139,11 @@ func (r *memcacheReplica) release(e *entry, mutated bool) {
 func (r *memcacheReplica) renamed(e *entry, old string) {
 	e.mu.Lock()
 	e.renamed = append(e.renamed, old)
+	oldID := sessionID{old, e.node, r.cfg.Route} // the copies' ID: RenewID changed only the random part
 	e.mu.Unlock()
 	r.sessions.Set(old, &entry{removed: true, lastAccess: time.Now()})
 	e.writeMu.Lock()
-	r.dropCopy(e)
+	r.dropCopy(e, oldID)
 	e.writeMu.Unlock()
 }
 

@@ -40,6 +40,9 @@ type nodeSet struct {
 	list []*node
 	byID map[string]*node
 	ring *placement.Ring // ranks list for a session's random part
+	// copies is how many copies of a session are kept: Config.Copies, but
+	// one with fewer than two primary nodes.
+	copies int
 }
 
 // cluster is the node list and its health. Its zero value is not usable;
@@ -85,6 +88,10 @@ func (c *cluster) replace(specs []nodespec.Node) (moved map[string]bool) {
 		ring = append(ring, placement.Node{ID: n.ID, Failover: n.Failover})
 	}
 	ns.ring = placement.New(ring)
+	ns.copies = 1
+	if primaries := len(specs) - countFailover(specs); primaries >= 2 {
+		ns.copies = c.cfg.Copies
+	}
 	c.nodes.Store(ns)
 	if old != nil {
 		for _, o := range old.list {
@@ -152,6 +159,30 @@ func (ns *nodeSet) elsewhere(dst []*node, home *node, random string) []*node {
 		}
 	}
 	return dst
+}
+
+// second chooses the node for a session's second copy, given its home
+// node: the next up node of its ranking. It returns nil if only one copy is
+// kept, or no other node is up.
+func (ns *nodeSet) second(random string, home *node) *node {
+	if ns.copies < 2 {
+		return nil
+	}
+	if i := ns.ring.First(random, func(i int) bool { n := ns.list[i]; return n != home && n.up.Load() }); i >= 0 {
+		return ns.list[i]
+	}
+	return nil
+}
+
+// countFailover counts the failover nodes among specs.
+func countFailover(specs []nodespec.Node) int {
+	n := 0
+	for _, s := range specs {
+		if s.Failover {
+			n++
+		}
+	}
+	return n
 }
 
 // primaryUp reports whether some primary node is up.

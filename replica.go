@@ -19,6 +19,11 @@ type replica interface {
 	home(random string) string
 	// load fetches a session this process does not hold (a takeover).
 	load(id sessionID) loaded
+	// refresh is called when a request finds e in process memory by a
+	// cookie of another instance's route, before it uses e: a newer copy
+	// written there replaces e's state. It reports whether e is gone
+	// there (ended, or not found where it must be): e must end here too.
+	refresh(e *entry, id sessionID) (gone bool)
 	// usedLocked is called, with e.mu held, when a request finds e in
 	// process memory: a session on a node that is down moves.
 	usedLocked(e *entry)
@@ -56,15 +61,16 @@ type loaded struct {
 // no copy, so a session this process does not hold does not exist.
 type inProcess struct{ m *Manager }
 
-func (inProcess) withNode() bool              { return false }
-func (inProcess) home(string) string          { return "" }
-func (inProcess) load(sessionID) loaded       { return loaded{gone: true} }
-func (inProcess) usedLocked(*entry)           {}
-func (inProcess) beforeResponse(*entry)       {}
-func (inProcess) release(e *entry, _ bool)    { e.release() }
-func (inProcess) flush(context.Context) error { return nil }
-func (inProcess) close()                      {}
-func (inProcess) addStats(*Stats)             {}
+func (inProcess) withNode() bool                 { return false }
+func (inProcess) home(string) string             { return "" }
+func (inProcess) load(sessionID) loaded          { return loaded{gone: true} }
+func (inProcess) usedLocked(*entry)              {}
+func (inProcess) refresh(*entry, sessionID) bool { return false }
+func (inProcess) beforeResponse(*entry)          {}
+func (inProcess) release(e *entry, _ bool)       { e.release() }
+func (inProcess) flush(context.Context) error    { return nil }
+func (inProcess) close()                         {}
+func (inProcess) addStats(*Stats)                {}
 
 func (r inProcess) renamed(e *entry, old string) {
 	r.m.sessions.DeleteIf(old, func(x *entry) bool { return x == e })

@@ -20,6 +20,7 @@ type Stats struct {
 
 	Takeovers   uint64 // sessions loaded from memcached after their instance died
 	Relocations uint64 // sessions moved to another node because theirs was down
+	Failbacks   uint64 // local sessions replaced by a newer copy another instance wrote since (the balancer sent the client back)
 
 	NodeRestarts     uint64 // memcached nodes found restarted (empty) by the periodic check
 	SessionsRepaired uint64 // local sessions stored again because memcached lost their copy (a restart found by the check, or a touch that missed)
@@ -27,8 +28,9 @@ type Stats struct {
 
 	ChangesAfterClose uint64 // session changes made after Shutdown or Close: kept in memory, never written to memcached
 
-	BackupsWritten       uint64 // sessions written to memcached with set
-	BackupBatches        uint64 // batches the sets went out in (one write, one read each); BackupsWritten/BackupBatches is the mean batch size
+	BackupsWritten       uint64 // sessions written to memcached (one set per copy)
+	CopiesWritten        uint64 // sets of copies that succeeded: BackupsWritten times Config.Copies, less the copies that failed
+	BackupBatches        uint64 // batches the sets went out in (one write, one read each); CopiesWritten/BackupBatches is the mean batch size
 	BackupsSkipped       uint64 // backups found unchanged after a mutable value was read
 	BackupsFailed        uint64 // backups that failed (node down, encoding error); they are retried
 	BackupsDropped       uint64 // backups that found the queue full; they are retried
@@ -36,6 +38,7 @@ type Stats struct {
 	BackupsWaitingClient uint64 // first backups of sessions whose client never came back, deferred past Config.UnconfirmedBudget
 	Touches              uint64 // touch commands that extended a backup's TTL
 	Deletes              uint64 // delete commands for expired, invalidated or renamed sessions
+	Tombstones           uint64 // copies marked ended in place of a delete that could not reach a node (down) at Invalidate or RenewID
 
 	LoadsHit       uint64 // local misses found in memcached
 	LoadsMiss      uint64 // local misses not in memcached
@@ -68,7 +71,7 @@ type counters struct {
 	nodeRestarts, sessionsRepaired                                atomic.Uint64
 	backupsWritten, backupsSkipped, backupsFailed, backupsDropped atomic.Uint64
 	backupsTooLarge, touches, deletes, backupBatches              atomic.Uint64
-	backupsWaitingClient                                          atomic.Uint64
+	backupsWaitingClient, copiesWritten, tombstones, failbacks    atomic.Uint64
 	loadsHit, loadsMiss, loadsError, decodeErrors, loadsKnownGone atomic.Uint64
 	backupLatency, loadLatency                                    latency
 }
@@ -112,11 +115,13 @@ func (m *Manager) Stats() Stats {
 		LocalSessions:        m.sessions.Len(),
 		Takeovers:            c.takeovers.Load(),
 		Relocations:          c.relocations.Load(),
+		Failbacks:            c.failbacks.Load(),
 		NodeRestarts:         c.nodeRestarts.Load(),
 		SessionsRepaired:     c.sessionsRepaired.Load(),
 		LateChanges:          c.lateChanges.Load(),
 		ChangesAfterClose:    c.changesAfterClose.Load(),
 		BackupsWritten:       c.backupsWritten.Load(),
+		CopiesWritten:        c.copiesWritten.Load(),
 		BackupsSkipped:       c.backupsSkipped.Load(),
 		BackupsFailed:        c.backupsFailed.Load(),
 		BackupsDropped:       c.backupsDropped.Load(),
@@ -125,6 +130,7 @@ func (m *Manager) Stats() Stats {
 		BackupsWaitingClient: c.backupsWaitingClient.Load(),
 		Touches:              c.touches.Load(),
 		Deletes:              c.deletes.Load(),
+		Tombstones:           c.tombstones.Load(),
 		LoadsHit:             c.loadsHit.Load(),
 		LoadsMiss:            c.loadsMiss.Load(),
 		LoadsError:           c.loadsError.Load(),

@@ -1,11 +1,13 @@
 package mcsession
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mcsession/mcsession/internal/mcwire"
@@ -34,11 +36,11 @@ type storeState struct {
 	removed     bool // ended: its copy must go
 	dirty       bool // changed since the last store began
 	readMutable bool // a mutable value was read: it may have changed in place
-	moved       bool // its current key is not the one memcached holds
+	moved       bool // a node it should have a copy on lacks it (a new ID, a new second node)
 	touchDue    bool // memcached's copy expires before the session does
 	busy        bool // a request holds it, and the caller is not that request
 	verified    bool // its values are identical to the snapshot of the stored ones
-	nodeUp      bool // its node is up
+	nodeUp      bool // its home node is up
 	overBudget  bool // a first store of a session whose client never came back, past the budget
 }
 
@@ -83,10 +85,11 @@ func decideStore(s storeState) (act storeAction, mustWrite bool) {
 	return actWrite, mustWrite
 }
 
-// stateLocked reads e's storeState for a store to node n under key.
+// stateLocked reads e's storeState for a store to the places ps.
 // e.mu and e.writeMu are held.
-func (r *memcacheReplica) stateLocked(e *entry, n *node, key string, inRequest bool) storeState {
-	moved := key != e.storedKey && !e.unstorable
+func (r *memcacheReplica) stateLocked(e *entry, ps places, inRequest bool) storeState {
+	moved := !e.unstorable && !ps.heldBy(&e.stored)
+	n := ps[0].n
 	return storeState{
 		removed:     e.removed,
 		dirty:       e.dirty,
@@ -96,7 +99,7 @@ func (r *memcacheReplica) stateLocked(e *entry, n *node, key string, inRequest b
 		busy:        e.active > 0 && !inRequest,
 		verified:    e.readMutable && !e.dirty && !moved && e.verifiedLocked(),
 		nodeUp:      n != nil && n.up.Load(),
-		overBudget: !inRequest && !e.confirmed && !e.budgeted && e.storedKey == "" &&
+		overBudget: !inRequest && !e.confirmed && !e.budgeted && !e.stored.any() &&
 			r.unconfirmed.Load() >= int64(r.cfg.UnconfirmedBudget),
 	}
 }
@@ -107,15 +110,56 @@ func (r *memcacheReplica) stateLocked(e *entry, n *node, key string, inRequest b
 // session again when it releases it.
 var errBusy = errors.New("mcsession: session in use by a request; backup deferred")
 
-// setOp is a set decided by prepare: what to send, and what to record once
-// memcached answers.
-type setOp struct {
-	mcwire.Set
+// place is a node a session's copy goes to, and its key there.
+type place struct {
+	n   *node
+	key string
+}
+
+// places are where a store puts a session's copies: its home node (the
+// ID's node) first, then, with two copies, the next up node of its
+// ranking. An unused place has a nil node.
+type places [maxCopies]place
+
+// heldBy reports whether c holds a copy at every place of ps.
+func (ps *places) heldBy(c *copies) bool {
+	for _, p := range ps {
+		if p.n != nil && !c.has(p.n.ID, p.key) {
+			return false
+		}
+	}
+	return true
+}
+
+// placesLocked returns where e's copies go now. e.mu is held.
+func (r *memcacheReplica) placesLocked(ns *nodeSet, e *entry) places {
+	var ps places
+	home := ns.byID[e.node]
+	if home == nil {
+		return ps
+	}
+	ps[0] = place{home, r.keyLocked(e)}
+	if n := ns.second(e.random, home); n != nil {
+		ps[1] = place{n, r.keyOnLocked(e, n.ID)}
+	}
+	return ps
+}
+
+// storeOp is a write decided by prepare: the sets to send, one per place,
+// and what to record once memcached answers.
+type storeOp struct {
 	e     *entry
-	n     *node
-	until time.Time // what Exp stands for
+	sets  []copySet
+	until time.Time // what the sets' Exp stands for
 	hash  uint64    // of the values written
+	gen   uint64    // the copies' generation
 	snap  values    // snapshot of the values written, or nil
+}
+
+// copySet is the set of one copy, to node n.
+type copySet struct {
+	mcwire.Set
+	n *node
 }
 
 // store brings memcached up to date with e: it writes e (set) if it changed
@@ -142,16 +186,32 @@ func (r *memcacheReplica) storeLocked(e *entry, deadline time.Time, inRequest bo
 	}
 }
 
-// storeOnce is one pass of store, on e's current node. e.writeMu is held.
+// storeOnce is one pass of store, on e's current nodes. e.writeMu is held.
+// The sets of the two copies go out at the same time, each through its
+// node's group commit.
 func (r *memcacheReplica) storeOnce(e *entry, inRequest bool) error {
 	op, err := r.prepare(e, inRequest)
 	if op == nil {
 		return err
 	}
-	start := time.Now()
-	sent := op.n.wire.SetJoined(&op.Set)
-	r.sent(op.n, start, sent, op)
+	var wg sync.WaitGroup
+	for i := 1; i < len(op.sets); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.sendJoined(&op.sets[i])
+		}()
+	}
+	r.sendJoined(&op.sets[0])
+	wg.Wait()
 	return r.record(op)
+}
+
+// sendJoined sends one set through its node's group commit.
+func (r *memcacheReplica) sendJoined(s *copySet) {
+	start := time.Now()
+	batch := s.n.wire.SetJoined(&s.Set)
+	r.sent(s.n, start, batch, s)
 }
 
 // storeBatch stores the sessions of a worker's batch, each once, with one
@@ -160,7 +220,7 @@ func (r *memcacheReplica) storeOnce(e *entry, inRequest bool) error {
 func (r *memcacheReplica) storeBatch(batch []*entry) {
 	r.queue.unclaim(batch)
 	deadline := time.Now().Add(r.cfg.BackupTimeout)
-	var ops []*setOp
+	var ops []*storeOp
 	var later []*entry
 	for _, e := range batch {
 		if !e.writeMu.TryLock() {
@@ -214,15 +274,14 @@ func (r *memcacheReplica) worthRetrying(err error, deadline time.Time) bool {
 // ended session, touches one that only needs a longer TTL, settles a read
 // that changed nothing, and otherwise encodes e and returns the set to
 // send. A nil op ends the pass with the error returned. e.writeMu is held.
-func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*setOp, error) {
+func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*storeOp, error) {
 	for {
 		e.mu.Lock()
 		if !e.removed {
 			r.placeLocked(e)
 		}
-		n := r.cluster.load().byID[e.node]
-		key := r.keyLocked(e)
-		act, mustWrite := decideStore(r.stateLocked(e, n, key, inRequest))
+		ps := r.placesLocked(r.cluster.load(), e)
+		act, mustWrite := decideStore(r.stateLocked(e, ps, inRequest))
 		switch act {
 		case actWrite:
 			if !e.confirmed && !e.budgeted {
@@ -232,7 +291,7 @@ func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*setOp, error) {
 				e.budgeted = true
 				r.unconfirmed.Add(1)
 			}
-			return r.encodeLocked(e, n, key, mustWrite) // unlocks e.mu
+			return r.encodeLocked(e, ps, mustWrite) // unlocks e.mu
 		case actSettleRead:
 			r.readUnchangedLocked(e)
 		}
@@ -255,7 +314,7 @@ func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*setOp, error) {
 			r.stats.backupsWaitingClient.Add(1)
 			return nil, nil
 		case actTouch:
-			if lost, err := r.touch(e, n, key, exp, until); !lost {
+			if lost, err := r.touch(e, ps, exp, until); !lost {
 				return nil, err
 			}
 		default:
@@ -264,35 +323,45 @@ func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*setOp, error) {
 	}
 }
 
-// touch extends the TTL of e's copy on n. lost reports that memcached no
-// longer has it (a restart, an eviction): e is then marked for a write.
-func (r *memcacheReplica) touch(e *entry, n *node, key string, exp int32, until time.Time) (lost bool, err error) {
-	start := time.Now()
-	err = n.wire.Touch(key, exp)
-	r.stats.backupLatency.observe(time.Since(start))
-	switch mcwire.Classify(err) {
-	case mcwire.OK:
-		r.stats.touches.Add(1)
-		e.mu.Lock()
-		e.storedUntil = until
-		e.mu.Unlock()
-		return false, nil
-	case mcwire.Miss:
+// touch extends the TTL of e's copies at ps. lost reports that memcached
+// no longer has one (a restart, an eviction): e is then marked for a
+// write, which stores every copy again.
+func (r *memcacheReplica) touch(e *entry, ps places, exp int32, until time.Time) (lost bool, err error) {
+	for _, p := range ps {
+		if p.n == nil {
+			continue
+		}
+		start := time.Now()
+		terr := p.n.wire.Touch(p.key, exp)
+		r.stats.backupLatency.observe(time.Since(start))
+		switch mcwire.Classify(terr) {
+		case mcwire.OK:
+			r.stats.touches.Add(1)
+		case mcwire.Miss:
+			lost = true
+		default:
+			r.cluster.failed(p.n, terr)
+			r.stats.backupsFailed.Add(1)
+			err = cmp.Or(err, opError(p.n, "touch", terr))
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if lost {
 		r.stats.sessionsRepaired.Add(1)
-		e.mu.Lock()
 		e.dirty = true
-		e.mu.Unlock()
 		return true, nil
 	}
-	r.cluster.failed(n, err)
-	r.stats.backupsFailed.Add(1)
-	return false, opError(n, "touch", err)
+	if err == nil {
+		e.storedUntil = until
+	}
+	return false, err
 }
 
-// encodeLocked encodes e for a set to n under key, or settles the store if
-// the values hash as what memcached holds and mustWrite is false. It is
-// called with e.mu held and e.writeMu held, and releases e.mu.
-func (r *memcacheReplica) encodeLocked(e *entry, n *node, key string, mustWrite bool) (*setOp, error) {
+// encodeLocked encodes e for the sets of its copies at ps, or settles the
+// store if the values hash as what memcached holds and mustWrite is false.
+// It is called with e.mu held and e.writeMu held, and releases e.mu.
+func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*storeOp, error) {
 	hash, plain := fingerprint(r.m.seed, e.values)
 	if plain && !mustWrite && (hash == e.storedHash || hash == e.rejected) {
 		if hash == e.storedHash && e.verified != nil {
@@ -308,7 +377,7 @@ func (r *memcacheReplica) encodeLocked(e *entry, n *node, key string, mustWrite 
 	}
 	payload, err := r.m.encode(e.values)
 	e.dirty, e.readMutable = false, false
-	env := envelope{created: e.created, idleTimeout: r.cfg.IdleTimeout, lifetime: r.cfg.Lifetime}
+	env := envelope{created: e.created, idleTimeout: r.cfg.IdleTimeout, lifetime: r.cfg.Lifetime, gen: e.storedGen + 1}
 	exp, until := r.ttlLocked(e, time.Now())
 	e.mu.Unlock()
 	if err != nil {
@@ -326,91 +395,135 @@ func (r *memcacheReplica) encodeLocked(e *entry, n *node, key string, mustWrite 
 	}
 	blob := appendEnvelope(make([]byte, 0, len(payload)+32), env, payload)
 	if len(blob) > r.cfg.ItemSizeLimit {
-		return nil, r.tooLarge(e, n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.cfg.ItemSizeLimit))
+		return nil, r.tooLarge(e, ps[0].n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.cfg.ItemSizeLimit))
 	}
-	return &setOp{Set: mcwire.Set{Key: key, Value: blob, Exp: exp}, e: e, n: n, until: until, hash: hash, snap: snap}, nil
+	op := &storeOp{e: e, until: until, hash: hash, gen: env.gen, snap: snap}
+	op.sets = make([]copySet, 0, maxCopies)
+	for _, p := range ps {
+		if p.n != nil {
+			op.sets = append(op.sets, copySet{Set: mcwire.Set{Key: p.key, Value: blob, Exp: exp}, n: p.n})
+		}
+	}
+	return op, nil
 }
 
-// sendAll sends ops in batches, one node at a time, each batch at most
-// maxBatch sets and about maxBatchBytes.
-func (r *memcacheReplica) sendAll(ops []*setOp) {
-	slices.SortStableFunc(ops, func(x, y *setOp) int { return strings.Compare(x.n.ID, y.n.ID) })
-	sets := make([]*mcwire.Set, 0, min(len(ops), maxBatch))
-	for len(ops) > 0 {
+// sendAll sends the sets of ops in batches, one node at a time, each batch
+// at most maxBatch sets and about maxBatchBytes.
+func (r *memcacheReplica) sendAll(ops []*storeOp) {
+	var all []*copySet
+	for _, op := range ops {
+		for i := range op.sets {
+			all = append(all, &op.sets[i])
+		}
+	}
+	slices.SortStableFunc(all, func(x, y *copySet) int { return strings.Compare(x.n.ID, y.n.ID) })
+	sets := make([]*mcwire.Set, 0, min(len(all), maxBatch))
+	for len(all) > 0 {
 		k, size := 0, 0
-		for k < len(ops) && k < maxBatch && ops[k].n == ops[0].n && (k == 0 || size+len(ops[k].Value) <= maxBatchBytes) {
-			size += len(ops[k].Value)
+		for k < len(all) && k < maxBatch && all[k].n == all[0].n && (k == 0 || size+len(all[k].Value) <= maxBatchBytes) {
+			size += len(all[k].Value)
 			k++
 		}
 		sets = sets[:0]
-		for _, op := range ops[:k] {
-			sets = append(sets, &op.Set)
+		for _, s := range all[:k] {
+			sets = append(sets, &s.Set)
 		}
 		start := time.Now()
-		ops[0].n.wire.SetMany(sets)
-		r.sent(ops[0].n, start, true, ops[:k]...)
-		ops = ops[k:]
+		all[0].n.wire.SetMany(sets)
+		r.sent(all[0].n, start, true, all[:k]...)
+		all = all[k:]
 	}
 }
 
 // sent records sets to n that began at start: their latency, a node found
 // unreachable, and, if batch, one batch sent.
-func (r *memcacheReplica) sent(n *node, start time.Time, batch bool, ops ...*setOp) {
+func (r *memcacheReplica) sent(n *node, start time.Time, batch bool, sets ...*copySet) {
 	elapsed := time.Since(start)
-	for _, op := range ops {
+	for _, s := range sets {
 		r.stats.backupLatency.observe(elapsed)
-		r.cluster.failed(n, op.Err)
+		r.cluster.failed(n, s.Err)
 	}
 	if batch {
 		r.stats.backupBatches.Add(1)
 	}
 }
 
-// record records the outcome of op: the new copy, or the failure.
-// op.e.writeMu is held.
-func (r *memcacheReplica) record(op *setOp) error {
-	e, n, err := op.e, op.n, op.Err
-	if errors.Is(err, mcwire.ErrTooLarge) {
-		// memcached's -I is below ItemSizeLimit: not a node failure.
-		return r.tooLarge(e, n, op.hash, fmt.Sprintf("%d bytes encoded, refused by memcached node %s (its -I item size limit is below ItemSizeLimit %d)",
-			len(op.Value), n.ID, r.cfg.ItemSizeLimit))
+// record records the outcome of op: the new copies, or the failure. A
+// store that wrote at least one copy counts as written, and the copies it
+// replaced elsewhere are deleted; a copy that failed leaves the session
+// dirty, so it is written again (elsewhere: the failed node is marked
+// down). op.e.writeMu is held.
+func (r *memcacheReplica) record(op *storeOp) error {
+	e := op.e
+	var wrote copies
+	var failure error
+	for i := range op.sets {
+		s := &op.sets[i]
+		switch {
+		case s.Err == nil:
+			wrote.add(copyAt{s.n.ID, s.Key})
+		case errors.Is(s.Err, mcwire.ErrTooLarge):
+			// memcached's -I is below ItemSizeLimit: not a node failure.
+			for _, a := range wrote {
+				if a.key != "" && !e.stored.has(a.node, a.key) {
+					r.deleteKey(a.node, a.key, e) // giveUp drops the others
+				}
+			}
+			return r.tooLarge(e, s.n, op.hash, fmt.Sprintf("%d bytes encoded, refused by memcached node %s (its -I item size limit is below ItemSizeLimit %d)",
+				len(s.Value), s.n.ID, r.cfg.ItemSizeLimit))
+		case failure == nil:
+			failure = opError(s.n, "set", s.Err)
+		}
 	}
-	if err != nil {
+	if failure != nil {
 		r.stats.backupsFailed.Add(1)
+	}
+	if !wrote.any() {
 		e.mu.Lock()
 		e.dirty = true // write it again next time
-		if e.storedKey == "" {
+		if !e.stored.any() {
 			r.unbudgetLocked(e) // no copy: its place in the budget is free again
 		}
 		e.mu.Unlock()
-		return opError(n, "set", err)
+		return failure
 	}
 	r.stats.backupsWritten.Add(1)
-	oldNode, oldKey := e.storedNode, e.storedKey
-	e.storedHash, e.storedNode, e.storedKey, e.rejected = op.hash, n.ID, op.Key, 0
+	for _, a := range wrote {
+		if a.key != "" {
+			r.stats.copiesWritten.Add(1)
+		}
+	}
+	old := e.stored
+	e.storedHash, e.storedGen, e.rejected, e.tombstoned = op.hash, op.gen, 0, false
 	e.verified = op.snap
 	e.mu.Lock()
+	e.stored = wrote
 	e.unstorable = false
 	e.storedUntil = op.until
+	if failure != nil {
+		e.dirty = true // a copy is missing: the next store writes it elsewhere
+	}
 
 	// Re-validate: RenewID may have changed the ID while the set was on
 	// the wire (setID clears e.key; prepare derived it for op). Only a
 	// set under the current ID retires the tombstones of earlier IDs: the
 	// copy just written under an old ID must stay unloadable.
 	var renamed []string
-	if e.key == op.Key {
+	if e.key == op.sets[0].Key {
 		renamed, e.renamed = e.renamed, nil
 	}
 	e.mu.Unlock()
-	if oldKey != "" && oldKey != op.Key {
-		r.deleteKey(oldNode, oldKey, e)
+	for _, a := range old {
+		if a.key != "" && !wrote.has(a.node, a.key) {
+			r.deleteKey(a.node, a.key, e)
+		}
 	}
 	// Stored under the current ID: the tombstones of IDs it had before
 	// RenewID can go (their copies are deleted, or were never written).
 	for _, old := range renamed {
 		r.sessions.DeleteIf(old, func(x *entry) bool { return x.removed && x != e })
 	}
-	return nil
+	return failure
 }
 
 // tooLarge records that e's encoding, with hash, is too large for
@@ -431,8 +544,9 @@ func (r *memcacheReplica) giveUp(e *entry, hash uint64, err error) error {
 	e.mu.Lock()
 	e.unstorable = true
 	r.unbudgetLocked(e) // its copy is deleted below, or never was
+	id := splitID(e.id, true)
 	e.mu.Unlock()
-	r.dropCopy(e)
+	r.dropCopy(e, id)
 	return errPermanent{err}
 }
 
@@ -443,4 +557,21 @@ func (r *memcacheReplica) keyLocked(e *entry) string {
 		e.key = memcacheKey(r.cfg.KeyPrefix, e.id)
 	}
 	return e.key
+}
+
+// keyOnLocked returns the key of e's copy on node nodeID: the key of e's ID
+// with nodeID as its node part. The copy on e's home node is under the key
+// of its ID, and if the session moves to the node of its second copy (its
+// home went down), that copy is already under the key of its new ID. The
+// second key is derived once per ID and node. e.mu is held.
+func (r *memcacheReplica) keyOnLocked(e *entry, nodeID string) string {
+	if nodeID == e.node {
+		return r.keyLocked(e)
+	}
+	if e.second.node != nodeID || e.second.key == "" {
+		id := splitID(e.id, true)
+		id.node = nodeID
+		e.second = copyAt{nodeID, memcacheKey(r.cfg.KeyPrefix, id.String())}
+	}
+	return e.second.key
 }

@@ -78,8 +78,11 @@ func TestRenewDuringSetKeepsOldIDDead(t *testing.T) {
 		defer e.mu.Unlock()
 		return len(e.renamed) > 0
 	})
-	op.n.wire.SetJoined(&op.Set)
-	require.NoError(t, op.Err, "the set under the old key")
+	for i := range op.sets {
+		s := &op.sets[i]
+		s.n.wire.SetJoined(&s.Set)
+		require.NoError(t, s.Err, "the set of copy %d under the old key", i)
+	}
 	assert.NoError(t, r.record(op), "record")
 	e.writeMu.Unlock()
 	waitFor(t, renewed, "RenewID to delete the old copy once the set is recorded")

@@ -95,13 +95,18 @@ func TestOldCopyOnPausedNodeIsDeletedWhenBack(t *testing.T) {
 
 	home.Pause()
 	mustDo(t, br, in, "POST", "/set?key=user&value=grace") // times out on n1, moves to n2
+	// n2 holds the second copy under movedID's key from the start: wait
+	// for the move itself.
 	eventually(t, 5*time.Second, "session not moved to n2", func() bool {
 		_, found, err := servers[1].Get(memcacheKey(DefaultKeyPrefix, movedID))
-		return err == nil && found
+		return err == nil && found && in.m.Stats().Relocations > 0
 	})
 	home.Resume()
+	// Once n1 is back it is the session's second node again, and the key
+	// of oldID on n1 is the key of its second copy: the old state must be
+	// gone from there, deleted or overwritten by the current one.
 	eventually(t, 5*time.Second, "old copy still on n1 after it came back", func() bool {
-		_, found, err := home.Get(memcacheKey(DefaultKeyPrefix, oldID))
-		return err == nil && !found
+		values, found := storedSession(t, home, oldID)
+		return !found || values["user"] == "grace"
 	})
 }

@@ -20,7 +20,9 @@ import (
 // session lost, though its data was intact.)
 func TestUnreachableHomeIsNotGone(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
-	cfg := Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: opTimeout, ProbeInterval: 20 * time.Millisecond}
+	// One copy: with two, the other node holds the session and serves it
+	// (TestTwoCopiesSurviveInstanceAndNode).
+	cfg := Config{Nodes: nodesOf(servers...), Route: "a", OperationTimeout: opTimeout, ProbeInterval: 20 * time.Millisecond, Copies: 1}
 	a := newInstance(t, cfg)
 	br := newBrowser(t)
 	checkSet(t, br, a, "user", "alice")
