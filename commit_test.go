@@ -110,8 +110,12 @@ func TestQueuedSyncStoresMoveOffAKilledNode(t *testing.T) {
 	servers[0].Kill() // the set in flight sees the connection close
 	wait()
 
+	// Each session is written to n2 once by its request; the rescue pass
+	// that the node's death starts may find a session whose copy is still
+	// listed on n1 while that write is in flight, and write it once more.
 	served := opsDelta(t, servers[1], opsN2)
-	assert.Equal(t, uint64(len(onN1)), served, "n2 served %d operations, want %d sets (every session moved once)", served, len(onN1))
+	assert.GreaterOrEqual(t, served, uint64(len(onN1)), "n2 served %d operations, want at least %d sets (every session moved)", served, len(onN1))
+	assert.LessOrEqual(t, served, uint64(2*len(onN1)), "n2 served %d operations, want at most %d sets (each session at most twice)", served, 2*len(onN1))
 	for i, br := range onN1 {
 		br.do(a, http.MethodGet, "/get?key=v") // brings the new cookie if the ID changed after the response
 		id := br.sessionID(a)

@@ -195,21 +195,22 @@ func (r *memcacheReplica) addStats(s *Stats) {
 }
 
 // nodeChanged is the cluster's callback: a node went down (its sessions
-// must move) or came back (the stores that failed meanwhile can succeed).
+// must move, and those with a copy there need another) or came back (the
+// stores that failed meanwhile can succeed, and sessions kept with fewer
+// copies than wanted get them back).
 func (r *memcacheReplica) nodeChanged(down bool) {
-	if down {
-		r.rescue.Store(true)
-	}
+	r.rescue.Store(true)
 	r.queue.wake()
 }
 
 // nodeRestarted is the cluster's callback for a node that restarted empty:
-// every local session whose copy was there is marked dirty and queued, so
-// it is stored again. The queue paces the repair: what does not fit waits
-// in the pending set for the retry loop, and requests never wait for it.
+// every local session with a copy there (or whose home it is) is marked
+// dirty and queued, so it is stored again. The queue paces the repair:
+// what does not fit waits in the pending set for the retry loop, and
+// requests never wait for it.
 func (r *memcacheReplica) nodeRestarted(n *node) {
 	r.stats.nodeRestarts.Add(1)
-	repaired := r.rewriteWhere(func(e *entry) bool { return e.node == n.ID })
+	repaired := r.rewriteWhere(func(e *entry) bool { return e.node == n.ID || e.stored.on(n.ID) })
 	r.stats.sessionsRepaired.Add(uint64(repaired))
 }
 
@@ -293,15 +294,35 @@ func (r *memcacheReplica) retryLoop() {
 	}
 }
 
-// rescueSessions queues every local session whose node is down or gone.
-// Each is marked dirty: a node that went down may come back empty (a
-// restart), and when every node is down the session cannot move, so
-// without the mark it would be taken for stored once its node is back.
+// rescueSessions queues every local session whose node is down or gone,
+// that has a copy on such a node, or that has fewer copies than are kept
+// (a node it could use is back). Each is marked dirty: a node that went
+// down may come back empty (a restart), and when every node is down the
+// session cannot move, so without the mark it would be taken for stored
+// once its node is back.
 func (r *memcacheReplica) rescueSessions() {
 	ns := r.cluster.load()
-	r.rewriteWhere(func(e *entry) bool {
-		n := ns.byID[e.node]
+	down := func(id string) bool {
+		n := ns.byID[id]
 		return n == nil || !n.up.Load()
+	}
+	_, up := ns.counts()
+	want := min(ns.copies, up)
+	r.rewriteWhere(func(e *entry) bool {
+		if down(e.node) {
+			return true
+		}
+		have := 0
+		for _, a := range e.stored {
+			if a.key == "" {
+				continue
+			}
+			if down(a.node) {
+				return true
+			}
+			have++
+		}
+		return have > 0 && have < want
 	})
 }
 
