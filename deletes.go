@@ -18,11 +18,14 @@ import (
 // down, its delete is retried when the node is back (errNoNodeUp says so)
 // and meanwhile a tombstone outranks the copy (bury).
 func (r *memcacheReplica) deleteEnded(e *entry) error {
-	if r.deleteReachable(e) {
+	down := r.deleteReachable(e)
+	if down || e.leftCopies {
 		e.mu.Lock()
 		id := splitID(e.id, true)
 		e.mu.Unlock()
 		r.bury(e, id)
+	}
+	if down {
 		return errNoNodeUp
 	}
 	e.mu.Lock()
@@ -41,9 +44,11 @@ func (r *memcacheReplica) dropCopy(e *entry, id sessionID) {
 	if r.deleteReachable(e) {
 		for _, a := range e.stored {
 			if a.key != "" {
-				r.deletes.add(a.node, a.key, e)
+				r.deferDelete(a.node, a.key, e)
 			}
 		}
+	}
+	if e.leftCopies {
 		r.bury(e, id)
 	}
 	e.mu.Lock()
@@ -116,7 +121,7 @@ func (r *memcacheReplica) deleteKey(nodeID, key string, e *entry) error {
 		return nil
 	}
 	if !n.up.Load() {
-		r.deletes.add(nodeID, key, e)
+		r.deferDelete(nodeID, key, e)
 		return nil
 	}
 	start := time.Now()
@@ -129,6 +134,17 @@ func (r *memcacheReplica) deleteKey(nodeID, key string, e *entry) error {
 	}
 	r.cluster.failed(n, err)
 	return opError(n, "delete", err)
+}
+
+// deferDelete remembers the delete of key on node nodeID until the node
+// is back. e, if not nil, is the session the key was a copy of: when it
+// ends or is renewed, a tombstone is written, since this instance may die
+// before the delete goes out. e.writeMu is held.
+func (r *memcacheReplica) deferDelete(nodeID, key string, e *entry) {
+	r.deletes.add(nodeID, key, e)
+	if e != nil {
+		e.leftCopies = true
+	}
 }
 
 // runDeferredDeletes sends the deferred deletes of nodes that are up again.

@@ -55,7 +55,8 @@ type entry struct {
 	// deleted once the session is stored elsewhere. Written with mu held
 	// too, so that rewriteWhere's callbacks may read it under mu.
 	stored     copies
-	tombstoned bool   // ended, and tombstones written where a copy's node was down
+	tombstoned bool   // ended, and a tombstone written because a copy's node was down
+	leftCopies bool   // a copy's delete waited for its node to come back (deferredDeletes)
 	rejected   uint64 // hash of the last payload that could not be stored (too large, say)
 	verified   values // snapshot of values known to be what storedHash stands for, or nil (inplace.go)
 }
