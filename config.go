@@ -54,6 +54,9 @@ type Config struct {
 
 	// Route is this instance's route, the last part of every session ID it
 	// issues, for load balancers that stick on it (HAProxy, nginx, mod_jk).
+	// Give every instance its own: a user sent back to an instance after
+	// another served them (a failback) is recognised by the other route in
+	// the cookie, and gets the newer copy instead of the stale local one.
 	// It matches [A-Za-z0-9_-]+, at most MaxRouteLen bytes. Default: none.
 	Route string
 

@@ -67,17 +67,20 @@
 //
 // An ID is "<random>[.<node>][.<route>]": 32 hex digits (a version 4 UUID,
 // 122 random bits from crypto/rand),
-// the memcached node holding the backup (only with nodes), and the route of
-// the owning instance (only with Config.Route). Cookies that do not parse
-// start a new session without touching memcached. Memcached keys are
-// Config.KeyPrefix plus a SHA-256 of the ID, so memcached never holds a
+// the memcached node holding the session's first copy (only with nodes),
+// and the route of the owning instance (only with Config.Route). Cookies
+// that do not parse start a new session without touching memcached. With
+// two or more nodes each session has two copies (Config.Copies): on its
+// node and on the next node of its ranking, each under Config.KeyPrefix
+// plus a SHA-256 of the ID with that node, so memcached never holds a
 // usable session ID.
 //
 // # What a request costs
 //
 // A request that only reads a session held locally makes no memcached call.
-// A request that changes it causes one set, written by a background worker
-// (or, with Config.SyncBackup, before the response starts). A request that
+// A request that changes it causes one set per copy, written by a
+// background worker (or, with Config.SyncBackup, before the response
+// starts). A request that
 // reads a pointer, map, slice or struct value causes a set only if the
 // value was changed in place. A session read without change is kept alive in
 // memcached with an occasional touch.
@@ -86,5 +89,10 @@
 //
 // Memcached errors never fail a request: the session keeps working from
 // memory and its backup is retried. Nodes that fail are marked down, probed
-// in the background and used again when they answer.
+// in the background and used again when they answer; a node that restarted
+// empty is noticed and refilled. A session survives its instance and one
+// memcached node dying together (two copies), and an instance that gets a
+// user back after another served it serves the newer copy (a failback,
+// seen by the other instance's route in the cookie). The README's
+// Reliability section lists the faults and what each costs.
 package mcsession
