@@ -257,8 +257,14 @@ func (r *memcacheReplica) refresh(e *entry, id sessionID) (gone bool) {
 		// store deleted this instance's), or it has not stored it yet
 		// (async), and this instance's copies are still there.
 		return !f.failed && e.takenFrom != id.route && r.ownCopyGone(e)
-	case f.best.env.gen <= e.storedGen:
-		return false // this instance's state is as new
+	case f.best.env.gen < e.storedGen, f.best.env.gen == e.storedGen && e.takenFrom == id.route:
+		// This instance's state is newer, or is the copy it took over
+		// (with changes perhaps not stored yet). An equal generation
+		// written elsewhere after this instance's copy (a touch that
+		// found this instance's copy deleted by the takeover rewrites
+		// it with the next generation too) is theirs: the cookie says
+		// that instance served the client last.
+		return false
 	case f.best.env.ended:
 		return true
 	}

@@ -149,7 +149,8 @@ func (r *memcacheReplica) placesLocked(ns *nodeSet, e *entry) places {
 // and what to record once memcached answers.
 type storeOp struct {
 	e     *entry
-	sets  []copySet
+	sets  []copySet // in buf
+	buf   [maxCopies]copySet
 	until time.Time // what the sets' Exp stands for
 	hash  uint64    // of the values written
 	gen   uint64    // the copies' generation
@@ -398,7 +399,7 @@ func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*st
 		return nil, r.tooLarge(e, ps[0].n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.cfg.ItemSizeLimit))
 	}
 	op := &storeOp{e: e, until: until, hash: hash, gen: env.gen, snap: snap}
-	op.sets = make([]copySet, 0, maxCopies)
+	op.sets = op.buf[:0]
 	for _, p := range ps {
 		if p.n != nil {
 			op.sets = append(op.sets, copySet{Set: mcwire.Set{Key: p.key, Value: blob, Exp: exp}, n: p.n})
