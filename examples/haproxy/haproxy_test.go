@@ -140,9 +140,12 @@ func TestHAProxyFailover(t *testing.T) {
 		if s.err != nil || b.random == "" {
 			continue
 		}
+		// The node may change: an instance killed between the sets of a
+		// session's two copies leaves the newer one on its second node,
+		// and the takeover loads that one.
 		switch {
-		case a.random != b.random || a.node != b.node:
-			assert.Failf(t, "session changed", "user %d: session %s became %s after instance %s died, want the same session and node", s.n, b, a, victim)
+		case a.random != b.random:
+			assert.Failf(t, "session changed", "user %d: session %s became %s after instance %s died, want the same session", s.n, b, a, victim)
 		case b.route == victim && a.route == victim:
 			assert.Failf(t, "session not taken over", "user %d: session %s still routed to the dead %s, want another instance's route", s.n, a, victim)
 		case b.route == victim:
