@@ -38,7 +38,7 @@ type Stats struct {
 	BackupsWaitingClient uint64 // first backups of sessions whose client never came back, deferred past Config.UnconfirmedBudget
 	Touches              uint64 // touch commands that extended a backup's TTL
 	Deletes              uint64 // delete commands for expired, invalidated or renamed sessions
-	Tombstones           uint64 // copies marked ended in place of a delete that could not reach a node (down) at Invalidate or RenewID
+	Tombstones           uint64 // copies marked ended, written when a delete at Invalidate, RenewID or expiry could not reach a node (down)
 
 	LoadsHit       uint64 // local misses found in memcached
 	LoadsMiss      uint64 // local misses not in memcached
