@@ -166,9 +166,31 @@ func (q *queue) retryPending(hook func(*entry), before func()) {
 		if hook != nil {
 			hook(e)
 		}
-		q.schedule(e)
+		q.scheduleBackground(e)
 	}
 	q.done()
+}
+
+// scheduleBackground queues e for a store the Manager started itself (a
+// retry, a repair, a rescue), leaving half of the channel to the stores
+// that requests start: past half, e waits in the pending set for the next
+// retry pass, and does not count as dropped. This paces background work:
+// the sessions of a node that restarted empty are stored again at the
+// workers' pace, half a queue at a time (a worker that empties the queue
+// asks for the next pass, see work), while requests' changes still find
+// room and are never delayed behind a repair.
+func (q *queue) scheduleBackground(e *entry) {
+	if !q.claim(e) {
+		return
+	}
+	if len(q.ch) < max(cap(q.ch)/2, 1) {
+		select {
+		case q.ch <- e:
+			return
+		default:
+		}
+	}
+	q.giveBack(e)
 }
 
 // wake wakes the retry loop without blocking.

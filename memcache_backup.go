@@ -205,9 +205,9 @@ func (r *memcacheReplica) nodeChanged(down bool) {
 
 // nodeRestarted is the cluster's callback for a node that restarted empty:
 // every local session with a copy there (or whose home it is) is marked
-// dirty and queued, so it is stored again. The queue paces the repair:
-// what does not fit waits in the pending set for the retry loop, and
-// requests never wait for it.
+// dirty and queued, so it is stored again. The queue paces the repair
+// (queue.scheduleBackground): it takes at most half the queue, the rest
+// waits in the pending set, and requests never wait for it.
 func (r *memcacheReplica) nodeRestarted(n *node) {
 	r.stats.nodeRestarts.Add(1)
 	repaired := r.rewriteWhere(func(e *entry) bool { return e.node == n.ID || e.stored.on(n.ID) })
@@ -264,7 +264,9 @@ func (r *memcacheReplica) work() {
 		if batch == nil {
 			return
 		}
-		r.storeBatch(batch)
+		if r.storeBatch(batch) && len(r.queue.ch) == 0 && r.queue.pendingLen() > 0 {
+			r.queue.wake() // background work waits: refill the queue now
+		}
 	}
 }
 
@@ -340,7 +342,9 @@ func (r *memcacheReplica) rewriteWhere(match func(e *entry) bool) int {
 		return true
 	})
 	for _, e := range rewrite {
-		r.schedule(e)
+		if !r.closedFor(e) {
+			r.queue.scheduleBackground(e)
+		}
 	}
 	return len(rewrite)
 }

@@ -217,8 +217,9 @@ func (r *memcacheReplica) sendJoined(s *copySet) {
 
 // storeBatch stores the sessions of a worker's batch, each once, with one
 // batch of sets per node. A session being stored by another goroutine
-// meanwhile (writeMu taken) is stored after the batch, on its own.
-func (r *memcacheReplica) storeBatch(batch []*entry) {
+// meanwhile (writeMu taken) is stored after the batch, on its own. It
+// reports whether some store succeeded.
+func (r *memcacheReplica) storeBatch(batch []*entry) (progress bool) {
 	r.queue.unclaim(batch)
 	deadline := time.Now().Add(r.cfg.BackupTimeout)
 	var ops []*storeOp
@@ -237,11 +238,14 @@ func (r *memcacheReplica) storeBatch(batch []*entry) {
 	}
 	r.sendAll(ops)
 	for _, op := range ops {
-		r.finishBatchStore(op.e, r.record(op), deadline)
+		err := r.record(op)
+		progress = progress || err == nil
+		r.finishBatchStore(op.e, err, deadline)
 	}
 	for _, e := range later {
 		r.queue.settle(e, r.store(e, deadline, false))
 	}
+	return progress
 }
 
 // finishBatchStore ends a batch's store of e with err, called with
