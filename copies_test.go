@@ -13,7 +13,7 @@ import (
 )
 
 // TestTwoCopiesSurviveInstanceAndNode pins the double fault: the owner
-// instance and one memcached node die at the same moment. With two copies
+// instance and one memcached node die (or hang) at the same moment. With two copies
 // (the default) another instance loads every session from the copy on the
 // surviving nodes; with one copy (Copies: 1) the sessions that lived on the
 // dead node are lost, which shows the test can tell the two apart. (With one
@@ -23,10 +23,12 @@ func TestTwoCopiesSurviveInstanceAndNode(t *testing.T) {
 		name   string
 		sync   bool
 		copies int
+		hang   bool // the node hangs (SIGSTOP) instead of dying
 	}{
-		{"async", false, 0},
-		{"sync", true, 0},
-		{"one copy", false, 1},
+		{"async", false, 0, false},
+		{"sync", true, 0, false},
+		{"node hangs", false, 0, true},
+		{"one copy", false, 1, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			servers := memcachetest.StartN(t, 3)
@@ -49,7 +51,12 @@ func TestTwoCopiesSurviveInstanceAndNode(t *testing.T) {
 			require.Positive(t, onVictim, "some of %d sessions live on n1", n)
 
 			a.crash()
-			victim.Kill()
+			if tt.hang {
+				victim.Pause()
+				t.Cleanup(victim.Resume)
+			} else {
+				victim.Kill()
+			}
 			cfg.Route = "b"
 			b := newInstance(t, cfg)
 			lost := 0
