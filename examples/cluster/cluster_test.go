@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,15 +16,48 @@ import (
 )
 
 // TestScenario runs the demo's whole scenario, small, with the embedded
-// memcached and SyncBackup: every cart must come through every crash.
+// memcached and SyncBackup: every cart must come through every crash, the
+// double fault (an instance and a memcached node dying at once) included.
 func TestScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds examples/cart and runs a cluster for about 10s; skipped with -short")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err := run(ctx, options{shoppers: 30, duration: 5 * time.Second, think: 50 * time.Millisecond, embedded: true})
+	const shoppers = 30
+	results, err := run(ctx, options{shoppers: shoppers, duration: 6 * time.Second, think: 50 * time.Millisecond, embedded: true})
 	require.NoError(t, err, "run(scenario) = %v, want every cart intact", err)
+	require.Len(t, results, len(scenarioSteps()), "run(scenario) checked %d steps, want every step checked", len(results))
+
+	i := slices.IndexFunc(results, func(r stepResult) bool { return r.name == doubleFaultStep })
+	require.NotEqual(t, -1, i, "no step %q in the scenario's results", doubleFaultStep)
+	r := results[i]
+	assert.Equal(t, shoppers, r.intact, "after the double fault: %d of %d carts intact, want all (damaged %d, items lost %d)", r.intact, shoppers, r.damaged, r.lost)
+	assert.Zero(t, r.lost, "after the double fault: %d items lost, want none", r.lost)
+	assert.NotContains(t, r.instances, doubleFaultInstance, "after the double fault instances %v run, want %s dead", r.instances, doubleFaultInstance)
+	assert.Equal(t, []string{"n3"}, r.nodes, "after the double fault memcached %v run, want only n3 (n1 crashed before, %s with the instance)", r.nodes, doubleFaultNode)
+	assert.Positive(t, r.delta.Takeovers, "the double fault took over no cart, want %s's carts taken over: it must have held some when it died", doubleFaultInstance)
+}
+
+// TestCrashNode checks that the demo crashes an embedded memcached node as
+// a killed memcached dies: connections are refused, the node is listed down,
+// and crashing it again is an error that names it.
+func TestCrashNode(t *testing.T) {
+	addr, err := freeAddr()
+	require.NoError(t, err, "freeAddr() failed, want a loopback address")
+	n, err := startCacheNode("n1", addr, "")
+	require.NoError(t, err, "startCacheNode(n1, %s, embedded) failed, want a running node", addr)
+	defer n.crash()
+	c := &cluster{nodes: []*cacheNode{n}, instances: make(map[string]*instance)}
+	assert.Equal(t, "instances none; memcached n1", describeUp(c.running()), "before the crash")
+
+	require.NoError(t, c.crashNode("n1"), "crashNode(n1) failed, want the node stopped")
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); !assert.Error(t, err, "dial %s after crashNode(n1) succeeded, want refused", addr) {
+		conn.Close()
+	}
+	assert.Equal(t, "instances none; memcached none", describeUp(c.running()), "after the crash")
+	err = c.crashNode("n1")
+	assert.ErrorContains(t, err, "memcached n1", "second crashNode(n1) = %v, want an error naming the node", err)
 }
 
 // TestChooseMemcached checks which memcached the demo runs and what its

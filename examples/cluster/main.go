@@ -1,12 +1,13 @@
 // Command cluster runs a whole shop cluster on this machine and breaks it
 // while 200 simulated shoppers fill their carts, to show that mcsession
-// keeps every cart through instance and memcached crashes.
+// keeps every cart through instance and memcached crashes, even when an
+// instance and a memcached node die at the same moment.
 //
 //	go run ./examples/cluster            # the scenario, with SyncBackup: no cart may lose anything
 //	go run ./examples/cluster -async     # the same with async backup: reports what the crash window cost
 //	go run ./examples/cluster -serve     # keep the cluster up for a browser at http://127.0.0.1:8080/
 //
-// It starts two memcached nodes (the real memcached when it is installed,
+// It starts three memcached nodes (the real memcached when it is installed,
 // otherwise an embedded server speaking its protocol), three instances of
 // examples/cart as subprocesses (so a crash is a real SIGKILL), and a demo
 // sticky load balancer in front. Every process it starts it stops, also on
@@ -26,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,12 +37,12 @@ import (
 func main() {
 	var o options
 	flag.IntVar(&o.shoppers, "shoppers", 200, "simulated shoppers")
-	flag.DurationVar(&o.duration, "duration", 20*time.Second, "traffic time in all, split over the 5 steps")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "traffic time in all, split evenly over the steps")
 	flag.DurationVar(&o.think, "think", 100*time.Millisecond, "mean pause between a shopper's additions")
 	flag.BoolVar(&o.async, "async", false, "asynchronous backup instead of SyncBackup")
 	flag.BoolVar(&o.serve, "serve", false, "start the cluster and keep it up for a browser (no scenario)")
 	flag.BoolVar(&o.embedded, "embedded", false, "use the embedded memcached even if memcached is installed")
-	flag.IntVar(&o.port, "port", 0, "balancer port; instances use the next 3, memcached port+3131 and +3132 (default: free ports; 8080 with -serve)")
+	flag.IntVar(&o.port, "port", 0, "balancer port; instances use the next 3, memcached port+3131 to +3133 (default: free ports; 8080 with -serve)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if o.serve && o.port == 0 {
@@ -48,7 +50,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, o)
+	_, err := run(ctx, o)
 	if err != nil {
 		log.Print(err)
 		os.Exit(1)
@@ -82,28 +84,31 @@ type cluster struct {
 	stats     map[*process]instanceStats // last statistics seen of every process
 }
 
-func run(ctx context.Context, o options) error {
+// run starts the cluster and runs the scenario, or with o.serve keeps the
+// cluster up until ctx is done. It returns what the check after each step
+// found (none with o.serve), and stops everything it started.
+func run(ctx context.Context, o options) ([]stepResult, error) {
 	dir, err := os.MkdirTemp("", "mcsession-cluster-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c := &cluster{opts: o, logDir: dir, instances: make(map[string]*instance), stats: make(map[*process]instanceStats)}
 	defer c.close()
 	if err := c.start(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if o.serve {
 		c.printServe(os.Stdout)
 		<-ctx.Done()
 		fmt.Println("\nstopping")
-		return nil
+		return nil, nil
 	}
-	err = c.scenario(ctx)
+	results, err := c.scenario(ctx)
 	if err != nil && !errors.Is(err, errStopped) {
 		fmt.Printf("instance logs kept in %s\n", dir)
 		c.keepLogs = true
 	}
-	return err
+	return results, err
 }
 
 // start builds the cart and starts memcached, the instances and the
@@ -118,7 +123,7 @@ func (c *cluster) start(ctx context.Context) error {
 
 	memcached, note := chooseMemcached(c.opts.embedded, exec.LookPath)
 	var specs []string
-	for i, id := range []string{"n1", "n2"} {
+	for i, id := range []string{"n1", "n2", "n3"} {
 		addr, err := c.addr(3131 + i)
 		if err != nil {
 			return err
@@ -203,6 +208,55 @@ func (c *cluster) instance(route string) *instance {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.instances[route]
+}
+
+// node returns the memcached node with id, or nil.
+func (c *cluster) node(id string) *cacheNode {
+	for _, n := range c.nodes {
+		if n.id == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// running returns the routes of the instances and the ids of the memcached
+// nodes that are running, sorted.
+func (c *cluster) running() (routes, nodes []string) {
+	c.mu.Lock()
+	for route := range c.instances {
+		routes = append(routes, route)
+	}
+	c.mu.Unlock()
+	slices.Sort(routes)
+	for _, n := range c.nodes {
+		if !n.down.Load() {
+			nodes = append(nodes, n.id)
+		}
+	}
+	return routes, nodes
+}
+
+// describeUp says which instances and memcached nodes are running, as the
+// scenario prints it: "instances app1, app3; memcached n2, n3".
+func describeUp(routes, nodes []string) string {
+	return fmt.Sprintf("%s %s; memcached %s", plural(len(routes), "instance"), orNone(routes), orNone(nodes))
+}
+
+// orNone joins names with commas, or returns "none".
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// plural returns noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return noun
+	}
+	return noun + "s"
 }
 
 // close stops everything: instances gracefully (then killed), memcached,

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ type cacheNode struct {
 	id, addr string
 	proc     *process               // real memcached
 	embedded *memcacheserver.Server // embedded server
+	down     atomic.Bool            // crash was called
 }
 
 // startCacheNode starts node id on addr, with the memcached binary at bin,
@@ -52,9 +54,11 @@ func startCacheNode(id, addr, bin string) (*cacheNode, error) {
 	return n, nil
 }
 
-// crash stops the node at once: SIGKILL, or closing every connection of the
-// embedded server.
+// crash stops the node at once: SIGKILL, or closing the embedded server,
+// which cuts every connection, refuses new ones and drops every item, as a
+// killed memcached does. Idempotent.
 func (n *cacheNode) crash() {
+	n.down.Store(true)
 	if n.embedded != nil {
 		n.embedded.Close()
 		return
