@@ -142,7 +142,7 @@ func (r *memcacheReplica) get(n *node, key string) ([]byte, error) {
 	}
 	r.cluster.failed(n, err)
 	r.stats.loadsError.Add(1)
-	r.logger.warn("load-error", "mcsession: cannot load session from memcached; the request starts without it",
+	r.logger.warn("load-error", "mcsession: cannot read a session copy from a memcached node; its other copies are tried, and without one the request starts without the session",
 		"err", opError(n, "get", err))
 	return nil, err
 }
