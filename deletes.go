@@ -1,6 +1,7 @@
 package mcsession
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -19,11 +20,11 @@ import (
 // and meanwhile a tombstone outranks the copy (bury).
 func (r *memcacheReplica) deleteEnded(e *entry) error {
 	down := r.deleteReachable(e)
-	if down || e.leftCopies {
+	if down || len(e.left) > 0 {
 		e.mu.Lock()
-		id := splitID(e.id, true)
+		random := e.random
 		e.mu.Unlock()
-		r.bury(e, id)
+		r.bury(e, random, e.stored[:]...)
 	}
 	if down {
 		return errNoNodeUp
@@ -38,18 +39,19 @@ func (r *memcacheReplica) deleteEnded(e *entry) error {
 
 // dropCopy deletes e's stored copies (those on a node that is down when it
 // is back, and meanwhile outranked by a tombstone), and forgets them: the
-// next store writes e afresh. id is the ID the copies were stored under.
-// e.writeMu is held.
-func (r *memcacheReplica) dropCopy(e *entry, id sessionID) {
+// next store writes e afresh. random is the random part of the ID the
+// copies were stored under. e.writeMu is held.
+func (r *memcacheReplica) dropCopy(e *entry, random string) {
 	if r.deleteReachable(e) {
 		for _, a := range e.stored {
 			if a.key != "" {
-				r.deferDelete(a.node, a.key, e)
+				r.deferDelete(a, e)
 			}
 		}
 	}
-	if e.leftCopies {
-		r.bury(e, id)
+	if len(e.left) > 0 {
+		r.bury(e, random)
+		e.left = nil // outranked: the tombstones stand for them
 	}
 	e.mu.Lock()
 	e.stored = copies{}
@@ -70,7 +72,7 @@ func (r *memcacheReplica) deleteReachable(e *entry) (down bool) {
 		if a.key == "" {
 			continue
 		}
-		if n := ns.byID[a.node]; n != nil && !n.up.Load() || r.deleteKey(a.node, a.key, e) != nil {
+		if n := ns.byID[a.node]; n != nil && !n.up.Load() || r.deleteKey(a, e) != nil {
 			keep.add(a)
 		}
 	}
@@ -80,70 +82,93 @@ func (r *memcacheReplica) deleteReachable(e *entry) (down bool) {
 	return keep.any()
 }
 
-// bury writes a tombstone of the session stored under id (a copy marked
-// ended, with a generation above every copy's) on the first up node of its
-// ranking, once. A load takes the highest generation it finds, so when a
-// node that was down at a logout or RenewID comes back with the old copy,
-// that copy stays unloadable even if this instance died before it could
-// delete it. (If both nodes holding copies are down, the tombstone lands on
-// a third node, which a load that finds both old copies does not ask.)
+// bury writes tombstones (copies marked ended, with a generation above
+// every copy's) for the copies of e that may outlive their delete: those
+// in extra (on nodes that are down) and those in e.left (deferred until
+// their node is back). One tombstone per route of those copies, under the
+// key of the ID with that route and random part random, on the first up
+// node of its ranking, once. A load reads at least the ID's node and the
+// next node of the ranking and takes the highest generation, so a copy
+// that comes back with its node stays unloadable even if this instance
+// died before it could delete it. (If every node that held a copy is down
+// and the load finds as many old copies as are kept before the tombstone,
+// it stops there: with two copies, both nodes down at once.)
 // e.writeMu is held.
-func (r *memcacheReplica) bury(e *entry, id sessionID) {
+func (r *memcacheReplica) bury(e *entry, random string, extra ...copyAt) {
 	if e.tombstoned {
 		return
 	}
 	ns := r.cluster.load()
-	i := ns.ring.First(id.random, func(i int) bool { return ns.list[i].up.Load() })
+	i := ns.ring.First(random, func(i int) bool { return ns.list[i].up.Load() })
 	if i < 0 {
 		return // nothing is up; the deletes wait for the nodes anyway
 	}
 	n := ns.list[i]
-	id.node = n.ID
 	e.mu.Lock()
 	env := envelope{created: e.created, idleTimeout: r.cfg.IdleTimeout, lifetime: r.cfg.Lifetime,
 		gen: e.storedGen + 1, ended: true}
 	exp, _ := r.ttlLocked(e, time.Now())
 	e.mu.Unlock()
-	set := copySet{Set: mcwire.Set{Key: memcacheKey(r.cfg.KeyPrefix, id.String()), Value: appendEnvelope(nil, env, nil), Exp: exp}, n: n}
-	r.sendJoined(&set)
-	if set.Err == nil {
-		e.tombstoned = true
+	blob := appendEnvelope(nil, env, nil)
+	var routes []string
+	for _, a := range append(extra, e.left...) {
+		if a.key != "" && !slices.Contains(routes, a.route) {
+			routes = append(routes, a.route)
+		}
+	}
+	buried := true
+	for _, route := range routes {
+		id := sessionID{random, n.ID, route}
+		set := copySet{Set: mcwire.Set{Key: memcacheKey(r.cfg.KeyPrefix, id.String()), Value: blob, Exp: exp}, n: n}
+		r.sendJoined(&set)
+		if set.Err != nil {
+			buried = false
+			continue
+		}
 		r.stats.tombstones.Add(1)
 	}
+	e.tombstoned = buried
+	e.storedGen = env.gen // a later store of the session outranks its tombstone
 }
 
-// deleteKey deletes key from the node with id nodeID. A missing key or node
-// is not an error. For a node that is down the delete is deferred until it
-// is back; e, if not nil, is the session the key was a copy of.
-func (r *memcacheReplica) deleteKey(nodeID, key string, e *entry) error {
-	n := r.cluster.load().byID[nodeID]
+// deleteKey deletes the copy at a. A missing key or node is not an error.
+// For a node that is down, or that fails now, the delete is deferred until
+// it is back; e, if not nil, is the session it was a copy of.
+func (r *memcacheReplica) deleteKey(a copyAt, e *entry) error {
+	n := r.cluster.load().byID[a.node]
 	if n == nil {
 		return nil
 	}
 	if !n.up.Load() {
-		r.deferDelete(nodeID, key, e)
+		r.deferDelete(a, e)
 		return nil
 	}
 	start := time.Now()
-	err := n.wire.Delete(key)
+	err := n.wire.Delete(a.key)
 	r.stats.backupLatency.observe(time.Since(start))
 	r.stats.deletes.Add(1)
 	switch mcwire.Classify(err) {
 	case mcwire.OK, mcwire.Miss:
+		if e != nil {
+			e.forgetLeft(a)
+		}
 		return nil
+	case mcwire.Unreachable:
+		r.cluster.failed(n, err)
+		r.deferDelete(a, e)
 	}
-	r.cluster.failed(n, err)
 	return opError(n, "delete", err)
 }
 
-// deferDelete remembers the delete of key on node nodeID until the node
-// is back. e, if not nil, is the session the key was a copy of: when it
-// ends or is renewed, a tombstone is written, since this instance may die
-// before the delete goes out. e.writeMu is held.
-func (r *memcacheReplica) deferDelete(nodeID, key string, e *entry) {
-	r.deletes.add(nodeID, key, e)
-	if e != nil {
-		e.leftCopies = true
+// deferDelete remembers the delete of the copy at a until its node is
+// back. e, if not nil, is the session it was a copy of: it lists the copy
+// in e.left, so that a logout or RenewID before the delete writes a
+// tombstone (this instance may die before the delete goes out). e.writeMu
+// is held.
+func (r *memcacheReplica) deferDelete(a copyAt, e *entry) {
+	r.deletes.add(a, e)
+	if e != nil && !slices.Contains(e.left, a) {
+		e.left = append(e.left, a)
 	}
 }
 
@@ -152,15 +177,17 @@ func (r *memcacheReplica) deferDelete(nodeID, key string, e *entry) {
 // to the node) is kept: the check and the delete happen under the session's
 // writeMu, so no store can come between them.
 func (r *memcacheReplica) runDeferredDeletes() {
-	for id, dels := range r.deletes.ready(r.cluster.load()) {
+	for _, dels := range r.deletes.ready(r.cluster.load()) {
 		for _, d := range dels {
 			if d.e == nil {
-				r.deleteKey(id, d.key, nil)
+				r.deleteKey(d.at, nil)
 				continue
 			}
 			d.e.writeMu.Lock()
-			if !d.e.stored.has(id, d.key) {
-				r.deleteKey(id, d.key, d.e) // a node down again defers it anew
+			if d.e.stored.has(d.at.node, d.at.key) {
+				d.e.forgetLeft(d.at) // a live copy again
+			} else {
+				r.deleteKey(d.at, d.e) // a node down again defers it anew
 			}
 			d.e.writeMu.Unlock()
 		}
@@ -182,12 +209,12 @@ type deferredDeletes struct {
 
 // deferredDelete is a delete waiting for its node to come back.
 type deferredDelete struct {
-	key string
-	e   *entry // the session it was a copy of, or nil
+	at copyAt
+	e  *entry // the session it was a copy of, or nil
 }
 
-// add remembers a delete for node nodeID.
-func (d *deferredDeletes) add(nodeID, key string, e *entry) {
+// add remembers the delete of the copy at a.
+func (d *deferredDeletes) add(a copyAt, e *entry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.count >= maxDeferredDeletes {
@@ -196,7 +223,7 @@ func (d *deferredDeletes) add(nodeID, key string, e *entry) {
 	if d.byNode == nil {
 		d.byNode = make(map[string][]deferredDelete)
 	}
-	d.byNode[nodeID] = append(d.byNode[nodeID], deferredDelete{key, e})
+	d.byNode[a.node] = append(d.byNode[a.node], deferredDelete{a, e})
 	d.count++
 }
 

@@ -1,6 +1,7 @@
 package mcsession
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -55,14 +56,23 @@ type entry struct {
 	// deleted once the session is stored elsewhere. Written with mu held
 	// too, so that rewriteWhere's callbacks may read it under mu.
 	stored     copies
-	tombstoned bool   // ended, and a tombstone written because a copy's node was down
-	leftCopies bool   // a copy's delete waited for its node to come back (deferredDeletes)
-	rejected   uint64 // hash of the last payload that could not be stored (too large, say)
-	verified   values // snapshot of values known to be what storedHash stands for, or nil (inplace.go)
+	tombstoned bool     // ended, and a tombstone written because a copy's node was down
+	left       []copyAt // copies whose delete waits for their node (deferredDeletes): a logout writes tombstones
+	rejected   uint64   // hash of the last payload that could not be stored (too large, say)
+	verified   values   // snapshot of values known to be what storedHash stands for, or nil (inplace.go)
 }
 
-// copyAt is where one copy of a session is: a node, and its key there.
-type copyAt struct{ node, key string }
+// copyAt is where one copy of a session is: a node, its key there, and
+// the route of the ID the key was derived from.
+type copyAt struct{ node, key, route string }
+
+// forgetLeft removes a from e.left: its delete is done, or it is a live
+// copy again. e.writeMu is held.
+func (e *entry) forgetLeft(a copyAt) {
+	if i := slices.Index(e.left, a); i >= 0 {
+		e.left = slices.Delete(e.left, i, i+1)
+	}
+}
 
 // copies are the places that hold a session's copies, filled from the
 // first; the zero value holds none.

@@ -63,10 +63,11 @@ func (r *memcacheReplica) loadNow(ns *nodeSet, id sessionID) loaded {
 
 // found is what a fetch found of a session.
 type found struct {
-	best   copyFound // the copy with the highest generation; best.n is nil if none
-	at     copies    // every place that answered with a copy
-	stale  bool      // the copies disagree (an older or a corrupt one): write them again
-	failed bool      // a node that could hold a copy could not be asked, or did not answer
+	best    copyFound // the copy with the highest generation; best.n is nil if none
+	at      copies    // every place that answered with a copy
+	unknown []copyAt  // places on nodes that could not be asked or did not answer
+	stale   bool      // the copies disagree (an older or a corrupt one): write them again
+	failed  bool      // a node that could hold a copy could not be asked, or did not answer
 }
 
 // copyFound is one copy a fetch found: on node n, under key, the key of id.
@@ -81,29 +82,36 @@ type copyFound struct {
 // fetch reads the copies of the session id names: from the ID's node, then
 // from the other up nodes in the session's ranking (where the second copy
 // is, and where its owner moved it if the ID's node went down), until it
-// has as many copies as are kept or has asked every node. The copy with
-// the highest generation wins. A node that could hold a copy and cannot be
+// has as many copies as are kept and has asked at least two nodes (a
+// tombstone written while a copy's node was down is on the first up node
+// of the ranking: see bury), or has asked every node. The copy with the
+// highest generation wins. A node that could hold a copy and cannot be
 // asked proves nothing: the session is gone only if every node answered
 // "miss". The ID's node, known down, is such a node.
 func (r *memcacheReplica) fetch(ns *nodeSet, id sessionID) (f found) {
 	home := ns.byID[id.node]
 	var buf [8]*node
 	candidates := ns.elsewhere(append(buf[:0], home), home, id.random)
-	hits := 0
+	hits, asked := 0, 0
 	for _, n := range candidates {
-		if !n.up.Load() {
-			f.failed = true
-			continue
-		}
 		at := sessionID{id.random, n.ID, id.route}
 		key := memcacheKey(r.cfg.KeyPrefix, at.String())
+		if !n.up.Load() {
+			f.failed = true
+			f.unknown = append(f.unknown, copyAt{n.ID, key, id.route})
+			continue
+		}
+		asked++
 		blob, err := r.get(n, key)
 		if err != nil {
-			f.failed = f.failed || mcwire.Classify(err) != mcwire.Miss
+			if mcwire.Classify(err) != mcwire.Miss {
+				f.failed = true
+				f.unknown = append(f.unknown, copyAt{n.ID, key, id.route})
+			}
 			continue
 		}
 		hits++
-		f.at.add(copyAt{n.ID, key})
+		f.at.add(copyAt{n.ID, key, id.route})
 		env, payload, err := decodeEnvelope(blob, at.String())
 		switch {
 		case err != nil:
@@ -116,7 +124,7 @@ func (r *memcacheReplica) fetch(ns *nodeSet, id sessionID) (f found) {
 		case env.gen < f.best.env.gen:
 			f.stale = true
 		}
-		if hits >= ns.copies {
+		if hits >= ns.copies && asked >= 2 {
 			break
 		}
 	}
@@ -174,7 +182,7 @@ func (r *memcacheReplica) adopt(f found) (*entry, error) {
 		if life > 0 && now.Sub(env.created) > life {
 			for _, a := range f.at {
 				if a.key != "" {
-					r.deleteKey(a.node, a.key, nil)
+					r.deleteKey(a, nil)
 				}
 			}
 			return nil, nil
@@ -192,6 +200,9 @@ func (r *memcacheReplica) adopt(f found) (*entry, error) {
 		storedHash: hash,
 		storedGen:  env.gen,
 		stored:     f.at,
+	}
+	for _, a := range f.unknown {
+		r.deferDelete(a, e) // a copy may be there: deleted when its node is back
 	}
 	// The ID is built afresh: id's parts are substrings of the request's
 	// Cookie header, which the session must not keep alive.
@@ -230,20 +241,32 @@ func (r *memcacheReplica) decodeCopy(payload []byte) (values, uint64, error) {
 // stored: the balancer may have sent the client there and back (a
 // failback), and this process's state is then stale. The copies under id
 // decide: a newer one (a higher generation) replaces e's values, and e is
-// marked for a store under this instance's ID; an ended one, or none on
-// any node while e was not taken over from that route, means the session
-// ended there, and refresh reports it gone. A node that cannot answer
-// proves nothing: e is kept.
+// marked for a store under this instance's ID; an ended one means the
+// session ended there, and refresh reports it gone. None on any node means
+// the same (that instance's first store deleted this instance's copies,
+// and its logout deleted its own), unless this instance's own copy is
+// still there: then that instance has not stored the session yet (async),
+// or this instance has taken the session over from it and deleted its
+// copies. A node that cannot answer proves nothing: e is kept.
 //
 // A cookie of the route e was taken over from is the normal case just
 // after a takeover (the client has not yet received the new cookie): the
-// copies are then this instance's own (not newer) or already deleted.
+// copies are then the ones this instance loaded, with its own generation.
 func (r *memcacheReplica) refresh(e *entry, id sessionID) (gone bool) {
 	ns := r.cluster.load()
 	if ns.byID[id.node] == nil {
 		return false
 	}
 	f := r.fetch(ns, id)
+	if f.best.n == nil {
+		if f.failed {
+			return false
+		}
+		e.writeMu.Lock()
+		own := e.stored[0]
+		e.writeMu.Unlock()
+		return r.copyGone(own)
+	}
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
 	e.mu.Lock()
@@ -251,12 +274,6 @@ func (r *memcacheReplica) refresh(e *entry, id sessionID) (gone bool) {
 	switch {
 	case e.removed:
 		return false
-	case f.best.n == nil:
-		// Nothing under the cookie's ID. Either that instance ended the
-		// session (a logout there deleted its copies, after its first
-		// store deleted this instance's), or it has not stored it yet
-		// (async), and this instance's copies are still there.
-		return !f.failed && e.takenFrom != id.route && r.ownCopyGone(e)
 	case f.best.env.gen < e.storedGen, f.best.env.gen == e.storedGen && e.takenFrom == id.route:
 		// This instance's state is newer, or is the copy it took over
 		// (with changes perhaps not stored yet). An equal generation
@@ -275,16 +292,17 @@ func (r *memcacheReplica) refresh(e *entry, id sessionID) (gone bool) {
 	}
 	e.values, e.verified = values, nil
 	e.storedHash, e.storedGen, e.stored = hash, f.best.env.gen, f.at
+	for _, a := range f.unknown {
+		r.deferDelete(a, e)
+	}
 	e.dirty, e.readMutable = true, false // stored again under this instance's ID
 	e.takenFrom = id.route
 	r.stats.failbacks.Add(1)
 	return false
 }
 
-// ownCopyGone reports whether memcached answered that the first copy this
-// instance stored of e is gone. e.writeMu and e.mu are held.
-func (r *memcacheReplica) ownCopyGone(e *entry) bool {
-	a := e.stored[0]
+// copyGone reports whether memcached answered that the copy at a is gone.
+func (r *memcacheReplica) copyGone(a copyAt) bool {
 	n := r.cluster.load().byID[a.node]
 	if a.key == "" || n == nil || !n.up.Load() {
 		return false

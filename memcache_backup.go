@@ -139,11 +139,10 @@ func (r *memcacheReplica) release(e *entry, mutated bool) {
 func (r *memcacheReplica) renamed(e *entry, old string) {
 	e.mu.Lock()
 	e.renamed = append(e.renamed, old)
-	oldID := sessionID{old, e.node, r.cfg.Route} // the copies' ID: RenewID changed only the random part
 	e.mu.Unlock()
 	r.sessions.Set(old, &entry{removed: true, lastAccess: time.Now()})
 	e.writeMu.Lock()
-	r.dropCopy(e, oldID)
+	r.dropCopy(e, old)
 	e.writeMu.Unlock()
 }
 
@@ -177,7 +176,17 @@ func (r *memcacheReplica) setNodes(specs []nodespec.Node) error {
 		return configError("Nodes", "SetNodes needs at least one node")
 	}
 	if moved := r.cluster.replace(specs); len(moved) > 0 {
-		r.rewriteWhere(func(e *entry) bool { return moved[e.node] })
+		r.rewriteWhere(func(e *entry) bool {
+			if moved[e.node] {
+				return true
+			}
+			for _, a := range e.stored {
+				if moved[a.node] && a.key != "" {
+					return true
+				}
+			}
+			return false
+		})
 	}
 	r.nodeChanged(true) // sessions on removed nodes must move
 	return nil

@@ -466,12 +466,12 @@ func (r *memcacheReplica) record(op *storeOp) error {
 		s := &op.sets[i]
 		switch {
 		case s.Err == nil:
-			wrote.add(copyAt{s.n.ID, s.Key})
+			wrote.add(copyAt{s.n.ID, s.Key, r.cfg.Route})
 		case errors.Is(s.Err, mcwire.ErrTooLarge):
 			// memcached's -I is below ItemSizeLimit: not a node failure.
 			for _, a := range wrote {
 				if a.key != "" && !e.stored.has(a.node, a.key) {
-					r.deleteKey(a.node, a.key, e) // giveUp drops the others
+					r.deleteKey(a, e) // giveUp drops the others
 				}
 			}
 			return r.tooLarge(e, s.n, op.hash, fmt.Sprintf("%d bytes encoded, refused by memcached node %s (its -I item size limit is below ItemSizeLimit %d)",
@@ -520,7 +520,7 @@ func (r *memcacheReplica) record(op *storeOp) error {
 	e.mu.Unlock()
 	for _, a := range old {
 		if a.key != "" && !wrote.has(a.node, a.key) {
-			r.deleteKey(a.node, a.key, e)
+			r.deleteKey(a, e)
 		}
 	}
 	// Stored under the current ID: the tombstones of IDs it had before
@@ -549,9 +549,9 @@ func (r *memcacheReplica) giveUp(e *entry, hash uint64, err error) error {
 	e.mu.Lock()
 	e.unstorable = true
 	r.unbudgetLocked(e) // its copy is deleted below, or never was
-	id := splitID(e.id, true)
+	random := e.random
 	e.mu.Unlock()
-	r.dropCopy(e, id)
+	r.dropCopy(e, random)
 	return errPermanent{err}
 }
 
@@ -576,7 +576,7 @@ func (r *memcacheReplica) keyOnLocked(e *entry, nodeID string) string {
 	if e.second.node != nodeID || e.second.key == "" {
 		id := splitID(e.id, true)
 		id.node = nodeID
-		e.second = copyAt{nodeID, memcacheKey(r.cfg.KeyPrefix, id.String())}
+		e.second = copyAt{nodeID, memcacheKey(r.cfg.KeyPrefix, id.String()), id.route}
 	}
 	return e.second.key
 }
