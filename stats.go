@@ -29,10 +29,10 @@ type Stats struct {
 	ChangesAfterClose uint64 // session changes made after Shutdown or Close: kept in memory, never written to memcached
 
 	BackupsWritten       uint64 // sessions written to memcached (one set per copy)
-	CopiesWritten        uint64 // sets of copies that succeeded: BackupsWritten times Config.Copies, less the copies that failed
+	CopiesWritten        uint64 // sets of copies that succeeded: BackupsWritten times the copies kept (2 with two or more primary nodes), less the copies that failed
 	BackupBatches        uint64 // batches the sets went out in (one write, one read each); CopiesWritten/BackupBatches is the mean batch size
 	BackupsSkipped       uint64 // backups found unchanged after a mutable value was read
-	BackupsFailed        uint64 // backups that failed (node down, encoding error); they are retried
+	BackupsFailed        uint64 // backups that failed, or wrote one of two copies (node down, encoding error); they are retried
 	BackupsDropped       uint64 // backups that found the queue full; they are retried
 	BackupsTooLarge      uint64 // backups larger than Config.ItemSizeLimit or memcached's -I; kept local only
 	BackupsWaitingClient uint64 // first backups of sessions whose client never came back, deferred past Config.UnconfirmedBudget
