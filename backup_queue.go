@@ -142,27 +142,37 @@ func (q *queue) pendingLen() int {
 	return len(q.pending)
 }
 
-// takePending empties the pending set and returns what it held.
-func (q *queue) takePending() []*entry {
+// takePending takes at most limit sessions (all, if limit < 0) from the
+// pending set and returns them.
+func (q *queue) takePending(limit int) []*entry {
 	q.pendingMu.Lock()
 	defer q.pendingMu.Unlock()
-	list := make([]*entry, 0, len(q.pending))
-	for e := range q.pending {
-		list = append(list, e)
+	if limit < 0 || limit > len(q.pending) {
+		limit = len(q.pending)
 	}
-	clear(q.pending)
+	list := make([]*entry, 0, limit)
+	for e := range q.pending {
+		if len(list) == limit {
+			break
+		}
+		list = append(list, e)
+		delete(q.pending, e)
+	}
 	return list
 }
 
-// retryPending queues the pending set again. The sessions taken from it are
-// in neither it nor the channel until scheduled: the pass counts in the
-// backlog, so a flush cannot see "nothing queued, nothing pending"
-// meanwhile. before runs inside the pass; hook, if not nil, is called with
-// each session about to be queued (tests).
+// retryPending queues sessions of the pending set again, as many as
+// background work may queue (scheduleBackground): a pass costs what it
+// queues, however many sessions wait, and the next pass takes the next
+// ones. The sessions taken are in neither the set nor the channel until
+// scheduled: the pass counts in the backlog, so a flush cannot see
+// "nothing queued, nothing pending" meanwhile. before runs inside the
+// pass; hook, if not nil, is called with each session about to be queued
+// (tests).
 func (q *queue) retryPending(hook func(*entry), before func()) {
 	q.backlog.Add(1)
 	before()
-	for _, e := range q.takePending() {
+	for _, e := range q.takePending(max(q.backgroundRoom()-len(q.ch), 1)) {
 		if hook != nil {
 			hook(e)
 		}
@@ -170,6 +180,9 @@ func (q *queue) retryPending(hook func(*entry), before func()) {
 	}
 	q.done()
 }
+
+// backgroundRoom is how much of the channel background work may fill.
+func (q *queue) backgroundRoom() int { return max(cap(q.ch)/2, 1) }
 
 // scheduleBackground queues e for a store the Manager started itself (a
 // retry, a repair, a rescue), leaving half of the channel to the stores
@@ -183,7 +196,7 @@ func (q *queue) scheduleBackground(e *entry) {
 	if !q.claim(e) {
 		return
 	}
-	if len(q.ch) < max(cap(q.ch)/2, 1) {
+	if len(q.ch) < q.backgroundRoom() {
 		select {
 		case q.ch <- e:
 			return
@@ -262,7 +275,7 @@ func (q *queue) drain(batch []*entry) []*entry {
 func (q *queue) flush(ctx context.Context) error {
 	prev := math.MaxInt
 	for {
-		for _, e := range q.takePending() {
+		for _, e := range q.takePending(-1) {
 			q.enqueueWait(ctx, e)
 		}
 		for q.backlog.Load() > 0 {
