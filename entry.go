@@ -22,14 +22,15 @@ import (
 type entry struct {
 	// mu guards the fields up to writeMu.
 	mu          sync.Mutex
-	removed     bool // expired or invalidated: delete from memcached, never store again
-	dirty       bool // changed since the last store began
-	readMutable bool // a mutable value was handed out since the last store began
-	unstorable  bool // the last store failed in a way only a change can fix
-	queued      bool // waiting in the backup queue
-	confirmed   bool // its client has sent its cookie back (or it was loaded by one)
-	budgeted    bool // stored while unconfirmed: counts in memcacheReplica.unconfirmed
-	active      int  // requests using the session now: no async encode while > 0
+	removed     bool   // expired or invalidated: delete from memcached, never store again
+	dirty       bool   // changed since the last store began
+	readMutable bool   // a mutable value was handed out since the last store began
+	unstorable  bool   // the last store failed in a way only a change can fix
+	queued      bool   // waiting in the backup queue
+	confirmed   bool   // its client has sent its cookie back (or it was loaded by one)
+	budgeted    bool   // stored while unconfirmed: counts in memcacheReplica.unconfirmed
+	lost        string // a node that lost e's copy (it restarted empty): the next store writes it again
+	active      int    // requests using the session now: no async encode while > 0
 	lastAccess  time.Time
 	values      values
 	node        string    // the ID's node part; "" without memcached (set by setID)
@@ -101,6 +102,17 @@ func (c *copies) on(node string) bool {
 	return false
 }
 
+// drop removes the copies on node.
+func (c *copies) drop(node string) {
+	var keep copies
+	for _, a := range c {
+		if a.key != "" && a.node != node {
+			keep.add(a)
+		}
+	}
+	*c = keep
+}
+
 // add appends a copy; past maxCopies it is dropped.
 func (c *copies) add(a copyAt) {
 	for i := range c {
@@ -115,7 +127,7 @@ func (c *copies) add(a copyAt) {
 // change, a read of a mutable value not yet found unchanged, or its end.
 // e.mu is held.
 func (e *entry) needsStoreLocked() bool {
-	return e.dirty || e.readMutable || e.removed
+	return e.dirty || e.readMutable || e.removed || e.lost != ""
 }
 
 // onlyReadMutableLocked reports whether the only change e may have is a

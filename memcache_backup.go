@@ -219,7 +219,17 @@ func (r *memcacheReplica) nodeChanged(down bool) {
 // waits in the pending set, and requests never wait for it.
 func (r *memcacheReplica) nodeRestarted(n *node) {
 	r.stats.nodeRestarts.Add(1)
-	repaired := r.rewriteWhere(func(e *entry) bool { return e.node == n.ID || e.stored.on(n.ID) })
+	repaired := r.queueWhere(func(e *entry) bool {
+		switch {
+		case e.stored.on(n.ID):
+			e.lost = n.ID // only that copy is written again
+		case e.node == n.ID:
+			e.dirty = true
+		default:
+			return false
+		}
+		return true
+	})
 	r.stats.sessionsRepaired.Add(uint64(repaired))
 }
 
@@ -251,7 +261,7 @@ func (r *memcacheReplica) closedFor(e *entry) bool {
 	}
 	e.mu.Lock()
 	changed := e.needsStoreLocked()
-	e.dirty, e.readMutable = false, false // never to be written: count it once
+	e.dirty, e.readMutable, e.lost = false, false, "" // never to be written: count it once
 	e.mu.Unlock()
 	if changed {
 		r.stats.changesAfterClose.Add(1)
@@ -340,11 +350,23 @@ func (r *memcacheReplica) rescueSessions() {
 // rewriteWhere marks dirty and queues every local session for which match,
 // called with e.mu held, reports true, and returns how many it queued.
 func (r *memcacheReplica) rewriteWhere(match func(e *entry) bool) int {
+	return r.queueWhere(func(e *entry) bool {
+		if match(e) {
+			e.dirty = true
+			return true
+		}
+		return false
+	})
+}
+
+// queueWhere queues every local session for which mark, called with e.mu
+// held, reports true (having marked what the store must write), through
+// scheduleBackground, and returns how many it queued.
+func (r *memcacheReplica) queueWhere(mark func(e *entry) bool) int {
 	var rewrite []*entry
 	r.sessions.Range(func(_ string, e *entry) bool {
 		e.mu.Lock()
-		if !e.removed && match(e) {
-			e.dirty = true
+		if !e.removed && mark(e) {
 			rewrite = append(rewrite, e)
 		}
 		e.mu.Unlock()

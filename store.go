@@ -155,6 +155,8 @@ type storeOp struct {
 	hash  uint64    // of the values written
 	gen   uint64    // the copies' generation
 	snap  values    // snapshot of the values written, or nil
+	keep  copies    // copies of the same generation that stay (only the missing ones are written)
+	home  string    // the key of the session's ID when op was decided
 }
 
 // copySet is the set of one copy, to node n.
@@ -282,6 +284,10 @@ func (r *memcacheReplica) worthRetrying(err error, deadline time.Time) bool {
 func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*storeOp, error) {
 	for {
 		e.mu.Lock()
+		if e.lost != "" {
+			e.stored.drop(e.lost) // restarted empty: write that copy again
+			e.lost = ""
+		}
 		if !e.removed {
 			r.placeLocked(e)
 		}
@@ -354,7 +360,7 @@ func (r *memcacheReplica) touch(e *entry, ps places, exp int32, until time.Time)
 	defer e.mu.Unlock()
 	if lost {
 		r.stats.sessionsRepaired.Add(1)
-		e.dirty = true
+		e.dirty = true // both lost, or one: then the other is written too
 		return true, nil
 	}
 	if err == nil {
@@ -381,9 +387,11 @@ func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*st
 		snap = snapshot(e.values)
 	}
 	payload, err := r.m.encode(e.values)
+	changed := e.dirty || e.readMutable
 	e.dirty, e.readMutable = false, false
 	env := envelope{created: e.created, idleTimeout: r.cfg.IdleTimeout, lifetime: r.cfg.Lifetime, gen: e.storedGen + 1}
 	exp, until := r.ttlLocked(e, time.Now())
+	storedUntil := e.storedUntil
 	e.mu.Unlock()
 	if err != nil {
 		r.stats.backupsFailed.Add(1)
@@ -398,16 +406,37 @@ func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*st
 		r.stats.backupsSkipped.Add(1)
 		return nil, nil
 	}
+	var keep copies // copies of these very values that stay
+	if !changed && hash == e.storedHash {
+		// Nothing changed: a copy was lost, or the session has a new
+		// place. Only the missing copies are written, with the
+		// generation of the kept ones (copies of one generation are
+		// identical), so a node that restarted empty costs one set per
+		// session, not two. The kept copies expire when they did; the
+		// next touch extends them all.
+		for _, p := range ps {
+			if p.n != nil && e.stored.has(p.n.ID, p.key) {
+				keep.add(copyAt{p.n.ID, p.key, r.cfg.Route})
+			}
+		}
+		if keep.any() {
+			env.gen, until = e.storedGen, storedUntil
+		}
+	}
 	blob := appendEnvelope(make([]byte, 0, len(payload)+32), env, payload)
 	if len(blob) > r.cfg.ItemSizeLimit {
 		return nil, r.tooLarge(e, ps[0].n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.cfg.ItemSizeLimit))
 	}
-	op := &storeOp{e: e, until: until, hash: hash, gen: env.gen, snap: snap}
+	op := &storeOp{e: e, until: until, hash: hash, gen: env.gen, snap: snap, keep: keep, home: ps[0].key}
 	op.sets = op.buf[:0]
 	for _, p := range ps {
-		if p.n != nil {
+		if p.n != nil && !keep.has(p.n.ID, p.key) {
 			op.sets = append(op.sets, copySet{Set: mcwire.Set{Key: p.key, Value: blob, Exp: exp}, n: p.n})
 		}
+	}
+	if len(op.sets) == 0 {
+		r.stats.backupsSkipped.Add(1) // every copy is there
+		return nil, nil
 	}
 	return op, nil
 }
@@ -499,6 +528,11 @@ func (r *memcacheReplica) record(op *storeOp) error {
 		}
 	}
 	old := e.stored
+	for _, a := range op.keep {
+		if a.key != "" {
+			wrote.add(a)
+		}
+	}
 	e.storedHash, e.storedGen, e.rejected, e.tombstoned = op.hash, op.gen, 0, false
 	e.verified = op.snap
 	e.mu.Lock()
@@ -514,7 +548,7 @@ func (r *memcacheReplica) record(op *storeOp) error {
 	// set under the current ID retires the tombstones of earlier IDs: the
 	// copy just written under an old ID must stay unloadable.
 	var renamed []string
-	if e.key == op.sets[0].Key {
+	if e.key == op.home {
 		renamed, e.renamed = e.renamed, nil
 	}
 	e.mu.Unlock()
