@@ -292,3 +292,55 @@ type errTimeoutForTest struct{}
 func (errTimeoutForTest) Error() string   { return "i/o timeout" }
 func (errTimeoutForTest) Timeout() bool   { return true }
 func (errTimeoutForTest) Temporary() bool { return true }
+
+// TestMoveWritesOnlyTheNewSecondCopy pins the cost of a move: a session
+// whose home node dies, and that does not change, moves to the node of its
+// second copy (whose key is already its new ID's) and costs one set: its
+// new second copy, with the same generation. A node that restarted empty
+// costs one set per session likewise (TestRestartedNodeIsRepaired).
+func TestMoveWritesOnlyTheNewSecondCopy(t *testing.T) {
+	servers := memcachetest.StartN(t, 3)
+	a := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", SyncBackup: true, OperationTimeout: opTimeout})
+	br := newSessionOn(t, a, "n1", "user", "ada")
+	old := mustParseID(t, br.sessionID(a))
+	ns := replicaOf(a.m).cluster.load()
+	var rank []string
+	for _, j := range ns.ring.Rank(old.random, nil) {
+		rank = append(rank, ns.list[j].ID)
+	}
+	e := localEntry(t, a.m, old.String())
+	e.writeMu.Lock()
+	gen := e.storedGen
+	e.writeMu.Unlock()
+	onN1 := 0 // every session with a copy on n1 moves (the rescue), not only this one
+	a.m.sessions.Range(func(_ string, x *entry) bool {
+		x.mu.Lock()
+		if x.stored.on("n1") {
+			onN1++
+		}
+		x.mu.Unlock()
+		return true
+	})
+
+	servers[0].Kill()
+	replicaOf(a.m).cluster.failed(ns.byID["n1"], errTimeoutForTest{}) // its death is known
+	before := serverStats(t, servers[1:])
+	assert.Equal(t, "ada", mustDo(t, br, a, "GET", "/get?key=user"), "a read after n1 died")
+	waitIdle(t, a.m)
+	after := serverStats(t, servers[1:])
+	var sets uint64
+	for i := range after {
+		sets += diffOps(before[i], after[i]).sets
+	}
+	assert.Equal(t, uint64(onN1), sets, "sets after n1 died, for %d unchanged sessions with a copy there: one each, their new copy", onN1)
+	moved := mustParseID(t, br.sessionID(a))
+	assert.Equal(t, rank[1], moved.node, "its new home")
+	third := moved
+	third.node = rank[2]
+	v, found := storedSession(t, serverOf(t, servers, rank[2]), third.String())
+	require.True(t, found, "its new second copy on %s", rank[2])
+	assert.Equal(t, "ada", v["user"], "its new second copy")
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
+	assert.Equal(t, gen, e.storedGen, "the generation: the values did not change")
+}

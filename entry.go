@@ -30,6 +30,7 @@ type entry struct {
 	confirmed   bool   // its client has sent its cookie back (or it was loaded by one)
 	budgeted    bool   // stored while unconfirmed: counts in memcacheReplica.unconfirmed
 	lost        string // a node that lost e's copy (it restarted empty): the next store writes it again
+	relocated   bool   // its places changed (a new ID, a node down or back): the next store writes the missing copies
 	active      int    // requests using the session now: no async encode while > 0
 	lastAccess  time.Time
 	values      values
@@ -127,7 +128,7 @@ func (c *copies) add(a copyAt) {
 // change, a read of a mutable value not yet found unchanged, or its end.
 // e.mu is held.
 func (e *entry) needsStoreLocked() bool {
-	return e.dirty || e.readMutable || e.removed || e.lost != ""
+	return e.dirty || e.readMutable || e.removed || e.lost != "" || e.relocated
 }
 
 // onlyReadMutableLocked reports whether the only change e may have is a

@@ -261,7 +261,7 @@ func (r *memcacheReplica) closedFor(e *entry) bool {
 	}
 	e.mu.Lock()
 	changed := e.needsStoreLocked()
-	e.dirty, e.readMutable, e.lost = false, false, "" // never to be written: count it once
+	e.dirty, e.readMutable, e.lost, e.relocated = false, false, "", false // never to be written: count it once
 	e.mu.Unlock()
 	if changed {
 		r.stats.changesAfterClose.Add(1)
@@ -317,10 +317,12 @@ func (r *memcacheReplica) retryLoop() {
 
 // rescueSessions queues every local session whose node is down or gone,
 // that has a copy on such a node, or that has fewer copies than are kept
-// (a node it could use is back). Each is marked dirty: a node that went
-// down may come back empty (a restart), and when every node is down the
-// session cannot move, so without the mark it would be taken for stored
-// once its node is back.
+// (a node it could use is back). Each is marked relocated: its store
+// writes the copies its places lack (the node of its second copy becomes
+// its home, a new second copy goes to the next node), one set each, and
+// deletes the one on the node that is down once it is back. With every
+// node down it is marked dirty instead: it cannot move, and the node that
+// comes back may have restarted empty.
 func (r *memcacheReplica) rescueSessions() {
 	ns := r.cluster.load()
 	down := func(id string) bool {
@@ -329,21 +331,24 @@ func (r *memcacheReplica) rescueSessions() {
 	}
 	_, up := ns.counts()
 	want := min(ns.copies, up)
-	r.rewriteWhere(func(e *entry) bool {
-		if down(e.node) {
-			return true
-		}
+	r.queueWhere(func(e *entry) bool {
+		rescue := down(e.node)
 		have := 0
 		for _, a := range e.stored {
-			if a.key == "" {
-				continue
+			if a.key != "" {
+				rescue = rescue || down(a.node)
+				have++
 			}
-			if down(a.node) {
-				return true
-			}
-			have++
 		}
-		return have > 0 && have < want
+		switch {
+		case !rescue && (have == 0 || have >= want):
+			return false
+		case up == 0:
+			e.dirty = true
+		default:
+			e.relocated = true
+		}
+		return true
 	})
 }
 
@@ -382,8 +387,9 @@ func (r *memcacheReplica) queueWhere(mark func(e *entry) bool) int {
 
 // placeLocked moves e to another node if its node is down, removed, or a
 // failover node while a primary is up. The new ID goes to the client with
-// the next response, and the session is marked for a write there. It
-// reports whether e moved. e.mu is held.
+// the next response, and the session is marked for a store there (its
+// second copy's node becomes its home: the store writes only the copies
+// its new places lack). It reports whether e moved. e.mu is held.
 func (r *memcacheReplica) placeLocked(e *entry) bool {
 	ns := r.cluster.load()
 	cur := ns.byID[e.node]
@@ -395,7 +401,7 @@ func (r *memcacheReplica) placeLocked(e *entry) bool {
 		return false
 	}
 	e.setID(sessionID{e.random, target.ID, r.cfg.Route})
-	e.dirty = true
+	e.relocated = true
 	r.stats.relocations.Add(1)
 	return true
 }

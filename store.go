@@ -157,6 +157,22 @@ type storeOp struct {
 	snap  values    // snapshot of the values written, or nil
 	keep  copies    // copies of the same generation that stay (only the missing ones are written)
 	home  string    // the key of the session's ID when op was decided
+	ps    places    // where the copies go, home first
+}
+
+// inOrder returns the copies at op's places, in their order (home first),
+// that op kept or wrote.
+func (op *storeOp) inOrder(wrote copies) copies {
+	var c copies
+	for _, p := range op.ps {
+		for _, a := range append(op.keep[:], wrote[:]...) {
+			if p.n != nil && a.key == p.key && a.node == p.n.ID {
+				c.add(a)
+				break
+			}
+		}
+	}
+	return c
 }
 
 // copySet is the set of one copy, to node n.
@@ -294,6 +310,10 @@ func (r *memcacheReplica) prepare(e *entry, inRequest bool) (*storeOp, error) {
 		ps := r.placesLocked(r.cluster.load(), e)
 		act, mustWrite := decideStore(r.stateLocked(e, ps, inRequest))
 		switch act {
+		case actNone, actTouch, actSettleRead, actWrite:
+			e.relocated = false // decided on its places as they are now
+		}
+		switch act {
 		case actWrite:
 			if !e.confirmed && !e.budgeted {
 				// Its place in the budget is taken now, before the
@@ -427,7 +447,7 @@ func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*st
 	if len(blob) > r.cfg.ItemSizeLimit {
 		return nil, r.tooLarge(e, ps[0].n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.cfg.ItemSizeLimit))
 	}
-	op := &storeOp{e: e, until: until, hash: hash, gen: env.gen, snap: snap, keep: keep, home: ps[0].key}
+	op := &storeOp{e: e, until: until, hash: hash, gen: env.gen, snap: snap, keep: keep, home: ps[0].key, ps: ps}
 	op.sets = op.buf[:0]
 	for _, p := range ps {
 		if p.n != nil && !keep.has(p.n.ID, p.key) {
@@ -528,10 +548,8 @@ func (r *memcacheReplica) record(op *storeOp) error {
 		}
 	}
 	old := e.stored
-	for _, a := range op.keep {
-		if a.key != "" {
-			wrote.add(a)
-		}
+	if op.keep.any() {
+		wrote = op.inOrder(wrote)
 	}
 	e.storedHash, e.storedGen, e.rejected, e.tombstoned = op.hash, op.gen, 0, false
 	e.verified = op.snap
