@@ -64,63 +64,11 @@ type entry struct {
 	verified   values   // snapshot of values known to be what storedHash stands for, or nil (inplace.go)
 }
 
-// copyAt is where one copy of a session is: a node, its key there, and
-// the route of the ID the key was derived from.
-type copyAt struct{ node, key, route string }
-
 // forgetLeft removes a from e.left: its delete is done, or it is a live
 // copy again. e.writeMu is held.
 func (e *entry) forgetLeft(a copyAt) {
 	if i := slices.Index(e.left, a); i >= 0 {
 		e.left = slices.Delete(e.left, i, i+1)
-	}
-}
-
-// copies are the places that hold a session's copies, filled from the
-// first; the zero value holds none.
-type copies [maxCopies]copyAt
-
-// any reports whether c holds a copy.
-func (c *copies) any() bool { return c[0].key != "" }
-
-// has reports whether c holds the copy under key on node.
-func (c *copies) has(node, key string) bool {
-	for _, a := range c {
-		if a.key == key && a.node == node && key != "" {
-			return true
-		}
-	}
-	return false
-}
-
-// on reports whether c holds a copy on node.
-func (c *copies) on(node string) bool {
-	for _, a := range c {
-		if a.node == node && a.key != "" {
-			return true
-		}
-	}
-	return false
-}
-
-// drop removes the copies on node.
-func (c *copies) drop(node string) {
-	var keep copies
-	for _, a := range c {
-		if a.key != "" && a.node != node {
-			keep.add(a)
-		}
-	}
-	*c = keep
-}
-
-// add appends a copy; past maxCopies it is dropped.
-func (c *copies) add(a copyAt) {
-	for i := range c {
-		if c[i].key == "" {
-			c[i] = a
-			return
-		}
 	}
 }
 
