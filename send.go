@@ -76,25 +76,16 @@ func (r *memcacheReplica) sent(n *node, start time.Time, batch bool, sets ...*co
 // down). op.e.writeMu is held.
 func (r *memcacheReplica) record(op *storeOp) error {
 	e := op.e
-	var wrote copies
-	var failure error
-	for i := range op.sets {
-		s := &op.sets[i]
-		switch {
-		case s.Err == nil:
-			wrote.add(copyAt{s.n.ID, s.Key, r.cfg.Route})
-		case errors.Is(s.Err, mcwire.ErrTooLarge):
-			// memcached's -I is below ItemSizeLimit: not a node failure.
-			for _, a := range wrote {
-				if a.key != "" && !e.stored.has(a.node, a.key) {
-					r.deleteKey(a, e) // giveUp drops the others
-				}
+	wrote, refused, failure := r.outcome(op)
+	if refused != nil {
+		// memcached's -I is below ItemSizeLimit: not a node failure.
+		for _, a := range wrote {
+			if a.key != "" && !e.stored.has(a.node, a.key) {
+				r.deleteKey(a, e) // giveUp drops the others
 			}
-			return r.tooLarge(e, s.n, op.hash, fmt.Sprintf("%d bytes encoded, refused by memcached node %s (its -I item size limit is below ItemSizeLimit %d)",
-				len(s.Value), s.n.ID, r.cfg.ItemSizeLimit))
-		case failure == nil:
-			failure = opError(s.n, "set", s.Err)
 		}
+		return r.tooLarge(e, refused.n, op.hash, fmt.Sprintf("%d bytes encoded, refused by memcached node %s (its -I item size limit is below ItemSizeLimit %d)",
+			len(refused.Value), refused.n.ID, r.cfg.ItemSizeLimit))
 	}
 	if failure != nil {
 		r.stats.backupsFailed.Add(1)
@@ -148,6 +139,23 @@ func (r *memcacheReplica) record(op *storeOp) error {
 		r.sessions.DeleteIf(old, func(x *entry) bool { return x.removed && x != e })
 	}
 	return failure
+}
+
+// outcome sorts op's sets: the copies written, a set refused as too
+// large, and the first failure.
+func (r *memcacheReplica) outcome(op *storeOp) (wrote copies, refused *copySet, failure error) {
+	for i := range op.sets {
+		s := &op.sets[i]
+		switch {
+		case s.Err == nil:
+			wrote.add(copyAt{s.n.ID, s.Key, r.cfg.Route})
+		case errors.Is(s.Err, mcwire.ErrTooLarge):
+			refused = s
+		case failure == nil:
+			failure = opError(s.n, "set", s.Err)
+		}
+	}
+	return wrote, refused, failure
 }
 
 // tooLarge records that e's encoding, with hash, is too large for

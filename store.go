@@ -384,12 +384,7 @@ func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*st
 		// identical), so a node that restarted empty costs one set per
 		// session, not two. The kept copies expire when they did; the
 		// next touch extends them all.
-		for _, p := range ps {
-			if p.n != nil && e.stored.has(p.n.ID, p.key) {
-				keep.add(copyAt{p.n.ID, p.key, r.cfg.Route})
-			}
-		}
-		if keep.any() {
+		if keep = r.held(e, ps); keep.any() {
 			env.gen, until = e.storedGen, storedUntil
 		}
 	}
@@ -398,15 +393,33 @@ func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*st
 		return nil, r.tooLarge(e, ps[0].n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.cfg.ItemSizeLimit))
 	}
 	op := &storeOp{e: e, until: until, hash: hash, gen: env.gen, snap: snap, keep: keep, home: ps[0].key, ps: ps}
-	op.sets = op.buf[:0]
-	for _, p := range ps {
-		if p.n != nil && !keep.has(p.n.ID, p.key) {
-			op.sets = append(op.sets, copySet{Set: mcwire.Set{Key: p.key, Value: blob, Exp: exp}, n: p.n})
-		}
-	}
-	if len(op.sets) == 0 {
+	if !op.setMissing(blob, exp) {
 		r.stats.backupsSkipped.Add(1) // every copy is there
 		return nil, nil
 	}
 	return op, nil
+}
+
+// held returns the copies of e that memcached holds at ps. e.writeMu is
+// held.
+func (r *memcacheReplica) held(e *entry, ps places) copies {
+	var c copies
+	for _, p := range ps {
+		if p.n != nil && e.stored.has(p.n.ID, p.key) {
+			c.add(copyAt{p.n.ID, p.key, r.cfg.Route})
+		}
+	}
+	return c
+}
+
+// setMissing fills op.sets with a set of blob, expiring at exp, for each
+// of op's places without a kept copy, and reports whether there is any.
+func (op *storeOp) setMissing(blob []byte, exp int32) bool {
+	op.sets = op.buf[:0]
+	for _, p := range op.ps {
+		if p.n != nil && !op.keep.has(p.n.ID, p.key) {
+			op.sets = append(op.sets, copySet{Set: mcwire.Set{Key: p.key, Value: blob, Exp: exp}, n: p.n})
+		}
+	}
+	return len(op.sets) > 0
 }
