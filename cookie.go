@@ -36,7 +36,7 @@ func (m *Manager) nthSessionCookie(h http.Header, n int) string {
 			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
 				v = v[1 : len(v)-1]
 			}
-			if _, ok := parseID(v, m.withNode); ok {
+			if m.validCookie(v) {
 				if n == 0 {
 					return v
 				}
@@ -45,6 +45,27 @@ func (m *Manager) nthSessionCookie(h http.Header, n int) string {
 		}
 	}
 	return ""
+}
+
+// validCookie reports whether v has the shape of a session cookie: an ID
+// that parses strictly, with a well-formed MAC if IDs are signed. The MAC
+// itself is checked later, and only if the session is not held here.
+func (m *Manager) validCookie(v string) bool {
+	id, ok := m.macs.split(v)
+	if !ok {
+		return false
+	}
+	_, ok = parseID(id, m.withNode)
+	return ok
+}
+
+// cookieLocked returns the cookie value of e's ID (signed, with Keys),
+// made once per ID. e.mu is held.
+func (m *Manager) cookieLocked(e *entry) string {
+	if e.cookie == "" {
+		e.cookie = m.macs.sign(e.id)
+	}
+	return e.cookie
 }
 
 // setCookie adds a Set-Cookie header for id to h; an empty id removes the

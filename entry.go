@@ -35,7 +35,8 @@ type entry struct {
 	lastAccess  time.Time
 	values      values
 	node        string    // the ID's node part; "" without memcached (set by setID)
-	id          string    // the whole current ID (set by setID)
+	id          string    // the whole current ID (set by setID), unsigned
+	cookie      string    // id as the cookie holds it (signed, with Config.Keys), or "" until made (Manager.cookieLocked)
 	storedUntil time.Time // when memcached's copy expires; zero if unknown
 	created     time.Time
 	random      string   // the ID's random part, the local map's key (set by setID)
@@ -126,7 +127,7 @@ func (e *entry) releaseLocked() { e.active-- }
 // setID sets e's ID and its parts. The random part is a substring of the ID,
 // so a session holds its ID's bytes once.
 func (e *entry) setID(id sessionID) {
-	e.id = id.String()
+	e.id, e.cookie = id.String(), ""
 	e.key, e.second = "", copyAt{} // derived again from the new ID when needed
 	e.random, e.node = e.id[:randomLen], id.node
 	if e.node != "" {

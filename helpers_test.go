@@ -686,3 +686,6 @@ func serveSession(m *Manager, cookie string, f func(s *Session)) *httptest.Respo
 	h.ServeHTTP(rec, req)
 	return rec
 }
+
+// testKeys returns Config.Keys for tests: one key of 32 bytes.
+func testKeys() [][]byte { return [][]byte{[]byte("0123456789abcdef0123456789abcdef")} }

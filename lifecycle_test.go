@@ -93,7 +93,7 @@ func TestLogoutAfterShutdownTakesEffect(t *testing.T) {
 // kept (the session is out of reach, not gone).
 func TestLoadAfterShutdownIsNoLoadError(t *testing.T) {
 	mc := memcachetest.Start(t)
-	cfg := Config{Nodes: nodesOf(mc), Route: "a"}
+	cfg := Config{Nodes: nodesOf(mc), Route: "a", Keys: testKeys()} // Keys: no startup warning
 	a := newInstance(t, cfg)
 	br := newBrowser(t)
 	checkSet(t, br, a, "user", "alice")

@@ -22,6 +22,7 @@ type Manager struct {
 	seed     maphash.Seed // for payload hashes
 	replica  replica      // where copies live: inProcess or memcacheReplica
 	withNode bool         // session IDs carry a node part (replica.withNode, read per request)
+	macs     idMACs       // signs the IDs in cookies (Config.Keys), or not
 
 	stop     chan struct{} // closed by Close: every goroutine returns
 	stopOnce sync.Once
@@ -46,6 +47,16 @@ func New(cfg Config) (*Manager, error) {
 		sessions: shardmap.New[*entry](),
 		seed:     maphash.MakeSeed(),
 		stop:     make(chan struct{}),
+	}
+	m.macs = unsignedIDs{}
+	if len(s.Keys) > 0 {
+		h, err := newHMACIDs(s.Keys)
+		if err != nil {
+			return nil, configError("Keys", err.Error())
+		}
+		m.macs = h
+	} else if len(s.nodes) > 0 {
+		s.Logger.Warn("mcsession: Config.Keys is not set: session IDs are not signed, so every forged ID costs memcached lookups; set Keys in production")
 	}
 	if len(s.nodes) > 0 {
 		r := newMemcacheReplica(m, s.nodes)
@@ -138,7 +149,8 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 	if cookie == "" {
 		return nil, false
 	}
-	id := splitID(cookie, m.withNode)
+	unsigned, _ := m.macs.split(cookie)
+	id := splitID(unsigned, m.withNode)
 	now := time.Now()
 	if e, ok := m.sessions.Get(id.random); ok {
 		if id.route != m.cfg.Route && m.replica.refresh(e, id) {
@@ -161,6 +173,10 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 		}
 		m.expire(e, now)
 		return nil, true
+	}
+	if !m.macs.verify(cookie) {
+		m.stats.forgedIDs.Add(1)
+		return nil, true // forged or tampered: no lookup anywhere
 	}
 	l := m.replica.load(id)
 	l.e.acquire()

@@ -97,7 +97,7 @@ func (rq *request) beforeResponse() {
 	}
 	m.replica.beforeResponse(e)
 	e.mu.Lock()
-	id := e.id
+	id := m.cookieLocked(e)
 	e.mu.Unlock()
 	if id != s.cookie || m.cfg.Cookie.Persist {
 		m.setCookie(h, id)

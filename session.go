@@ -39,7 +39,7 @@ func (s *Session) ID() string {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.id
+	return s.m.cookieLocked(e)
 }
 
 // IsNew reports whether the session was created by this request, or does
