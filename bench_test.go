@@ -68,6 +68,10 @@ func BenchmarkSticky(b *testing.B) {
 				m := newTestManager(b, Config{Nodes: nodes, Route: "a"})
 				runHandler(b, m.Middleware(benchWrite), benchSession(b, m))
 			})
+			b.Run("read-signed", func(b *testing.B) { // Config.Keys: the MAC is not checked on a local hit
+				m := newTestManager(b, Config{Nodes: nodes, Route: "a", Keys: testKeys()})
+				runHandler(b, m.Middleware(benchRead), benchSession(b, m))
+			})
 		})
 	}
 }
