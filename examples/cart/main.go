@@ -2,8 +2,12 @@
 // application a user would deploy as several instances behind a load
 // balancer.
 //
-//	go run ./examples/cart -listen 127.0.0.1:8081 -route app1 \
+//	MCSESSION_KEYS=<64 hex digits> go run ./examples/cart -listen 127.0.0.1:8081 -route app1 \
 //	    -nodes "n1:127.0.0.1:11211 n2:127.0.0.1:11212" -failover n1 -sync
+//
+// MCSESSION_KEYS holds the secret keys every instance shares (Config.Keys:
+// signed session IDs), in hex, comma-separated, newest first; generate one
+// with "openssl rand -hex 32".
 //
 // Endpoints:
 //
@@ -21,6 +25,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -46,6 +51,28 @@ import (
 // maxItemLen bounds an item name; longer ones are refused.
 const maxItemLen = 100
 
+// keysEnv names the environment variable holding the instances' shared
+// secret keys (Config.Keys), in hex, separated by commas, newest first:
+// secrets belong in the environment, not on a command line anyone can
+// read with ps.
+const keysEnv = "MCSESSION_KEYS"
+
+// parseKeys parses the value of keysEnv; empty means no keys.
+func parseKeys(v string) ([][]byte, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var keys [][]byte
+	for _, h := range strings.Split(v, ",") {
+		k, err := hex.DecodeString(strings.TrimSpace(h))
+		if err != nil {
+			return nil, fmt.Errorf("%s: a key is not hex: %v", keysEnv, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8081", "address to serve on")
 	route := flag.String("route", "app1", "this instance's route: the last part of its session IDs")
@@ -58,12 +85,17 @@ func main() {
 	log.SetPrefix(*route + " ")
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 
+	keys, err := parseKeys(os.Getenv(keysEnv))
+	if err != nil {
+		log.Fatal(err)
+	}
 	m, err := mcsession.New(mcsession.Config{
 		Nodes:         *nodes,
 		FailoverNodes: *failover,
 		Route:         *route,
 		SyncBackup:    *sync,
 		IdleTimeout:   *idle,
+		Keys:          keys,
 	})
 	if err != nil {
 		log.Fatal(err)

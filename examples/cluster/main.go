@@ -17,6 +17,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,6 +75,7 @@ type cluster struct {
 	keepLogs bool // a failure: leave logDir for a person to read
 	nodes    []*cacheNode
 	nodeList string // Config.Nodes for the instances
+	keys     string // Config.Keys for the instances, in hex: one key, made for this run
 	lb       *balancer
 	lbURL    string
 	lbServer *http.Server
@@ -120,6 +123,9 @@ func (c *cluster) start(ctx context.Context) error {
 		return err
 	}
 	c.bin = bin
+	var key [32]byte
+	rand.Read(key[:]) // never fails (crypto/rand)
+	c.keys = hex.EncodeToString(key[:])
 
 	memcached, note := chooseMemcached(c.opts.embedded, exec.LookPath)
 	var specs []string
@@ -194,7 +200,7 @@ func (c *cluster) addr(offset int) (string, error) {
 }
 
 func (c *cluster) startInstance(route, addr string) error {
-	in, err := startInstance(c.bin, route, addr, c.nodeList, !c.opts.async, c.logDir)
+	in, err := startInstance(c.bin, route, addr, c.nodeList, c.keys, !c.opts.async, c.logDir)
 	if err != nil {
 		return err
 	}

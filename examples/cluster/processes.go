@@ -42,7 +42,7 @@ func startCacheNode(id, addr, bin string) (*cacheNode, error) {
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "root") // memcached refuses to run as root otherwise
 	}
-	p, err := startProcess("memcached "+id, bin, args, "")
+	p, err := startProcess("memcached "+id, bin, args, nil, "")
 	if err != nil {
 		return nil, err
 	}
@@ -72,13 +72,15 @@ type instance struct {
 	proc        *process
 }
 
-// startInstance starts the cart binary as route on addr.
-func startInstance(bin, route, addr, nodes string, sync bool, logDir string) (*instance, error) {
+// startInstance starts the cart binary as route on addr, with keys (hex)
+// as its Config.Keys.
+func startInstance(bin, route, addr, nodes, keys string, sync bool, logDir string) (*instance, error) {
 	args := []string{"-listen", addr, "-route", route, "-nodes", nodes}
 	if sync {
 		args = append(args, "-sync")
 	}
-	p, err := startProcess("cart "+route, bin, args, filepath.Join(logDir, route+".log"))
+	env := append(os.Environ(), "MCSESSION_KEYS="+keys)
+	p, err := startProcess("cart "+route, bin, args, env, filepath.Join(logDir, route+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -99,10 +101,12 @@ type process struct {
 	err     error         // exit status, set before done is closed
 }
 
-// startProcess starts bin with args, its output appended to logPath (or
-// discarded if logPath is ""). The child dies with this process on Linux.
-func startProcess(name, bin string, args []string, logPath string) (*process, error) {
+// startProcess starts bin with args and env (nil: this process's), its
+// output appended to logPath (or discarded if logPath is ""). The child
+// dies with this process on Linux.
+func startProcess(name, bin string, args, env []string, logPath string) (*process, error) {
 	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	cmd.SysProcAttr = childAttr()
 	if logPath != "" {
 		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
