@@ -211,6 +211,11 @@ type CookieConfig struct {
 	// Persist sets Max-Age to IdleTimeout (and Lifetime), so the cookie
 	// survives a browser restart. Default: false, a browser-session cookie.
 	Persist bool
+	// Partitioned adds the CHIPS Partitioned attribute: a session inside a
+	// third-party iframe gets a cookie jar of its own per top-level site,
+	// where browsers that block third-party cookies still keep it. It needs
+	// Secure (and usually SameSite None). Default: false.
+	Partitioned bool
 }
 
 // settings is a Config with every default resolved and every field checked.
@@ -363,6 +368,9 @@ func (c *CookieConfig) resolve() error {
 	}
 	if c.SameSite == http.SameSiteNoneMode && !c.Secure {
 		return configError("Cookie.SameSite", "SameSite=None needs Secure (browsers reject it otherwise)")
+	}
+	if c.Partitioned && !c.Secure {
+		return configError("Cookie.Partitioned", "Partitioned needs Secure (browsers reject it otherwise)")
 	}
 	return nil
 }

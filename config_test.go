@@ -51,6 +51,7 @@ func TestNewConfigError(t *testing.T) {
 		{"KeyPrefix with newline", Config{KeyPrefix: "app\n"}, "KeyPrefix"},
 		{"KeyPrefix too long", Config{KeyPrefix: strings.Repeat("k", 65)}, "KeyPrefix"},
 		{"SameSite=None without Secure", Config{Cookie: CookieConfig{SameSite: http.SameSiteNoneMode}}, "Cookie.SameSite"},
+		{"Partitioned without Secure", Config{Cookie: CookieConfig{Partitioned: true}}, "Cookie.Partitioned"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

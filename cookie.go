@@ -73,13 +73,14 @@ func (m *Manager) cookieLocked(e *entry) string {
 func (m *Manager) setCookie(h http.Header, id string) {
 	c := m.cfg.Cookie
 	hc := http.Cookie{
-		Name:     c.Name,
-		Value:    id,
-		Path:     c.Path,
-		Domain:   c.Domain,
-		Secure:   c.Secure,
-		HttpOnly: true,
-		SameSite: c.SameSite,
+		Name:        c.Name,
+		Value:       id,
+		Path:        c.Path,
+		Domain:      c.Domain,
+		Secure:      c.Secure,
+		HttpOnly:    true,
+		SameSite:    c.SameSite,
+		Partitioned: c.Partitioned,
 	}
 	switch {
 	case id == "":

@@ -173,6 +173,8 @@ func TestCookieAttributes(t *testing.T) {
 			http.Cookie{Name: "sid", Path: "/app", Domain: "example.com", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode}},
 		{"SameSite=None with Secure", Config{Cookie: CookieConfig{Secure: true, SameSite: http.SameSiteNoneMode}},
 			http.Cookie{Name: DefaultCookieName, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteNoneMode}},
+		{"partitioned", Config{Cookie: CookieConfig{Secure: true, SameSite: http.SameSiteNoneMode, Partitioned: true}},
+			http.Cookie{Name: DefaultCookieName, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteNoneMode, Partitioned: true}},
 		{"persistent", Config{IdleTimeout: time.Hour, Cookie: CookieConfig{Persist: true}},
 			http.Cookie{Name: DefaultCookieName, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 3600}},
 		{"persistent with shorter lifetime", Config{IdleTimeout: time.Hour, Lifetime: 10 * time.Minute, Cookie: CookieConfig{Persist: true}},
@@ -191,7 +193,8 @@ func TestCookieAttributes(t *testing.T) {
 			_, ok := parseID(c.Value, false)
 			assert.True(t, ok, "cookie value = %q, want a session ID", c.Value)
 			got := http.Cookie{Name: c.Name, Path: c.Path, Domain: c.Domain, Secure: c.Secure, HttpOnly: c.HttpOnly,
-				SameSite: c.SameSite, MaxAge: c.MaxAge, Expires: c.Expires}
+				SameSite: c.SameSite, MaxAge: c.MaxAge, Expires: c.Expires, Partitioned: c.Partitioned}
+			assert.Equal(t, tt.want.Partitioned, strings.Contains(h.Get("Set-Cookie"), "; Partitioned"), "Set-Cookie = %q: the Partitioned attribute", h.Get("Set-Cookie"))
 			assert.Equal(t, tt.want, got, "Set-Cookie = %q, want %s and no Expires", h.Get("Set-Cookie"), tt.want.String())
 			vary := h.Values("Vary")
 			assert.Contains(t, vary, "Cookie", "Vary = %q, want Cookie: the response depends on the session cookie", vary)
