@@ -15,7 +15,8 @@ import (
 //	uvarint idleTimeout (milliseconds)
 //	uvarint lifetime    (milliseconds, 0 = none)
 //	uvarint generation  (grows with every store of the session, on any instance)
-//	byte    flags       (flagEnded: a tombstone, the session was ended; no payload)
+//	byte    flags       (flagEnded: a tombstone, the session was ended; no payload;
+//	                     flagSealed: the payload is sealed, see seal.go)
 //	payload             (Transcoder.Encode of the values)
 //
 // The generation decides between copies that disagree: a load takes the
@@ -40,7 +41,8 @@ const (
 	envelopeVersionV2 = 2 // no generation: read, never written
 	envelopeVersionV1 = 1 // with the ID: read, never written
 
-	flagEnded = 1 << 0 // a tombstone: the session was ended
+	flagEnded  = 1 << 0 // a tombstone: the session was ended
+	flagSealed = 1 << 1 // the payload is sealed (Config.Keys, seal.go)
 )
 
 // envelope is the metadata stored with a session's values.
@@ -51,6 +53,7 @@ type envelope struct {
 	lifetime    time.Duration
 	gen         uint64 // the store's generation (0 in versions 1 and 2)
 	ended       bool   // a tombstone: the session was ended where a copy could not be deleted
+	sealed      bool   // the payload is sealed (seal.go)
 }
 
 // errCorrupt is wrapped by every envelope decoding error.
@@ -67,6 +70,9 @@ func appendEnvelope(b []byte, e envelope, payload []byte) []byte {
 	var flags byte
 	if e.ended {
 		flags |= flagEnded
+	}
+	if e.sealed {
+		flags |= flagSealed
 	}
 	b = append(b, flags)
 	return append(b, payload...)
@@ -117,10 +123,10 @@ func decodeEnvelope(b []byte, id string) (envelope, []byte, error) {
 			return e, nil, fmt.Errorf("%w: truncated header", errCorrupt)
 		}
 		flags := b[n]
-		if flags&^flagEnded != 0 {
+		if flags&^(flagEnded|flagSealed) != 0 {
 			return e, nil, fmt.Errorf("%w: unknown flags %#x", errCorrupt, flags)
 		}
-		e.gen, e.ended, b = gen, flags&flagEnded != 0, b[n+1:]
+		e.gen, e.ended, e.sealed, b = gen, flags&flagEnded != 0, flags&flagSealed != 0, b[n+1:]
 	}
 	e.version = version
 	e.created = time.UnixMilli(int64(fields[0]))

@@ -117,7 +117,7 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{"lifetime overflows Duration", header(2, 0, 0, 1<<50)},
 		{"v3 without generation", header(3, 0, 0, 0)},
 		{"v3 without flags", header(3, 0, 0, 0, 7)},
-		{"v3 unknown flag", append(header(3, 0, 0, 0, 7), 0x02)},
+		{"v3 unknown flag", append(header(3, 0, 0, 0, 7), 0x04)},
 		{"v1 without ID", header(1, 0, 0, 0)},
 		{"v1 ID longer than blob", header(1, 0, 0, 0, 5)},
 		{"v1 ID longer than maxIDLen", append(header(1, 0, 0, 0, maxIDLen+1), bytes.Repeat([]byte("a"), maxIDLen+1)...)},

@@ -1,6 +1,7 @@
 package mcsession
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/mcsession/mcsession/internal/mcwire"
@@ -113,6 +114,9 @@ func (r *memcacheReplica) fetch(ns *nodeSet, id sessionID) (f found) {
 		hits++
 		f.at.add(copyAt{n.ID, key, id.route})
 		env, payload, err := decodeEnvelope(blob, at.String())
+		if err == nil && !env.ended {
+			payload, err = r.openCopy(env, key, payload)
+		}
 		switch {
 		case err != nil:
 			r.corrupt(n, key, err)
@@ -129,6 +133,23 @@ func (r *memcacheReplica) fetch(ns *nodeSet, id sessionID) (f found) {
 		}
 	}
 	return f
+}
+
+// openCopy returns the payload of a copy stored under key: opened if it is
+// sealed. With Config.Keys a copy must be sealed, without it must not be.
+func (r *memcacheReplica) openCopy(env envelope, key string, payload []byte) ([]byte, error) {
+	if env.sealed != r.m.seal.sealed() {
+		r.stats.openFailures.Add(1)
+		if env.sealed {
+			return nil, fmt.Errorf("%w: sealed, and Config.Keys is empty", errOpen)
+		}
+		return nil, fmt.Errorf("%w: not sealed, and Config.Keys is set", errOpen)
+	}
+	p, err := r.m.seal.open(key, payload)
+	if err != nil {
+		r.stats.openFailures.Add(1)
+	}
+	return p, err
 }
 
 // corrupt counts and logs a stored copy that cannot be decoded: it is

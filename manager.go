@@ -23,6 +23,7 @@ type Manager struct {
 	replica  replica      // where copies live: inProcess or memcacheReplica
 	withNode bool         // session IDs carry a node part (replica.withNode, read per request)
 	macs     idMACs       // signs the IDs in cookies (Config.Keys), or not
+	seal     sealer       // seals the stored copies (Config.Keys), or not
 
 	stop     chan struct{} // closed by Close: every goroutine returns
 	stopOnce sync.Once
@@ -48,13 +49,17 @@ func New(cfg Config) (*Manager, error) {
 		seed:     maphash.MakeSeed(),
 		stop:     make(chan struct{}),
 	}
-	m.macs = unsignedIDs{}
+	m.macs, m.seal = unsignedIDs{}, clearCopies{}
 	if len(s.Keys) > 0 {
 		h, err := newHMACIDs(s.Keys)
 		if err != nil {
 			return nil, configError("Keys", err.Error())
 		}
-		m.macs = h
+		a, err := newAEADCopies(s.Keys)
+		if err != nil {
+			return nil, configError("Keys", err.Error())
+		}
+		m.macs, m.seal = h, a
 	} else if len(s.nodes) > 0 {
 		s.Logger.Warn("mcsession: Config.Keys is not set: session IDs are not signed, so every forged ID costs memcached lookups; set Keys in production")
 	}

@@ -45,6 +45,7 @@ type Stats struct {
 	LoadsError     uint64 // loads that failed on a node error
 	LoadsKnownGone uint64 // loads of an ID found gone within the last 10s, answered without memcached
 	ForgedIDs      uint64 // cookies whose ID's MAC (Config.Keys) did not verify: rejected before any lookup
+	OpenFailures   uint64 // stored copies that did not open (Config.Keys: an unknown key, tampered, moved to another key, or not sealed); counted as decode errors too
 	DecodeErrors   uint64 // stored sessions that could not be decoded (counted as misses too)
 
 	QueueDepth        int // sessions waiting in the async backup queue
@@ -73,7 +74,7 @@ type counters struct {
 	backupsWritten, backupsSkipped, backupsFailed, backupsDropped atomic.Uint64
 	backupsTooLarge, touches, deletes, backupBatches              atomic.Uint64
 	backupsWaitingClient, copiesWritten, tombstones, failbacks    atomic.Uint64
-	forgedIDs                                                     atomic.Uint64
+	forgedIDs, openFailures                                       atomic.Uint64
 	loadsHit, loadsMiss, loadsError, decodeErrors, loadsKnownGone atomic.Uint64
 	backupLatency, loadLatency                                    latency
 }
@@ -138,6 +139,7 @@ func (m *Manager) Stats() Stats {
 		LoadsError:           c.loadsError.Load(),
 		LoadsKnownGone:       c.loadsKnownGone.Load(),
 		ForgedIDs:            c.forgedIDs.Load(),
+		OpenFailures:         c.openFailures.Load(),
 		DecodeErrors:         c.decodeErrors.Load(),
 		BackupLatency:        c.backupLatency.snapshot(),
 		LoadLatency:          c.loadLatency.snapshot(),

@@ -388,12 +388,21 @@ func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*st
 			env.gen, until = e.storedGen, storedUntil
 		}
 	}
-	blob := appendEnvelope(make([]byte, 0, len(payload)+32), env, payload)
+	env.sealed = r.m.seal.sealed()
+	blob := appendEnvelope(make([]byte, 0, len(payload)+64), env, nil)
+	header := len(blob)
+	blob = r.m.seal.seal(blob, ps[0].key, payload) // sealed for the home key; each key has its own
 	if len(blob) > r.cfg.ItemSizeLimit {
 		return nil, r.tooLarge(e, ps[0].n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.cfg.ItemSizeLimit))
 	}
+	blobFor := func(key string) []byte {
+		if !env.sealed || key == ps[0].key {
+			return blob
+		}
+		return r.m.seal.seal(append(make([]byte, 0, len(blob)), blob[:header]...), key, payload)
+	}
 	op := &storeOp{e: e, until: until, hash: hash, gen: env.gen, snap: snap, keep: keep, home: ps[0].key, ps: ps}
-	if !op.setMissing(blob, exp) {
+	if !op.setMissing(blobFor, exp) {
 		r.stats.backupsSkipped.Add(1) // every copy is there
 		return nil, nil
 	}
@@ -412,13 +421,14 @@ func (r *memcacheReplica) held(e *entry, ps places) copies {
 	return c
 }
 
-// setMissing fills op.sets with a set of blob, expiring at exp, for each
-// of op's places without a kept copy, and reports whether there is any.
-func (op *storeOp) setMissing(blob []byte, exp int32) bool {
+// setMissing fills op.sets with a set of blobFor(its key), expiring at
+// exp, for each of op's places without a kept copy, and reports whether
+// there is any.
+func (op *storeOp) setMissing(blobFor func(key string) []byte, exp int32) bool {
 	op.sets = op.buf[:0]
 	for _, p := range op.ps {
 		if p.n != nil && !op.keep.has(p.n.ID, p.key) {
-			op.sets = append(op.sets, copySet{Set: mcwire.Set{Key: p.key, Value: blob, Exp: exp}, n: p.n})
+			op.sets = append(op.sets, copySet{Set: mcwire.Set{Key: p.key, Value: blobFor(p.key), Exp: exp}, n: p.n})
 		}
 	}
 	return len(op.sets) > 0
