@@ -177,11 +177,15 @@ type Config struct {
 	// session signed with the old one has ended, dropping it. IDs issued
 	// without Keys, or signed by a dropped key, are no session. The MAC is
 	// checked only for sessions this process does not hold, so the sticky
-	// path pays nothing. Keys do not yet encrypt the copies in memcached:
-	// whoever can read memcached reads the sessions' values (not their IDs).
-	// Default: none. Without Keys, any well-formed ID costs one memcached
-	// get per node the first time it is seen: set Keys in production; New
-	// logs a warning when Nodes is set and Keys is not.
+	// path pays nothing. With Keys, every copy stored in memcached is also
+	// sealed (AES-256-GCM under a key derived from the first, bound to its
+	// memcached key): whoever can read memcached learns nothing of the
+	// sessions, and a copy that does not open, or is not sealed, is a miss
+	// (Stats.OpenFailures). Setting Keys on a running deployment ends every
+	// session (their IDs are unsigned, their copies in clear).
+	// Default: none: IDs unsigned, copies in clear, and any well-formed ID
+	// costs one memcached get per node the first time it is seen. Set Keys
+	// in production; New logs a warning when Nodes is set and Keys is not.
 	Keys [][]byte
 
 	// Copies is how many memcached nodes hold a copy of each session: 2

@@ -2,13 +2,16 @@ package mcsession_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/gob"
+	"encoding/hex"
 	"expvar"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 
@@ -79,6 +82,34 @@ func ExampleNew() {
 }
 
 // New says what is wrong with a Config.
+// With Keys, session IDs are signed and the copies in memcached sealed.
+// Every instance gets the same keys, from a secret store or the
+// environment, never from source code; to rotate, prepend a new key, and
+// drop the old one once the sessions it signed have ended.
+func ExampleConfig_keys() {
+	key, err := hex.DecodeString(os.Getenv("SESSION_KEY")) // 64 hex digits: openssl rand -hex 32
+	if err != nil || len(key) < 32 {
+		key = make([]byte, 32) // for this example only: a random key logs everyone out at each restart
+		rand.Read(key)
+	}
+	m, err := mcsession.New(mcsession.Config{
+		Nodes: "n1:127.0.0.1:11211 n2:127.0.0.1:11212",
+		Route: "app1",
+		Keys:  [][]byte{key},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	rec := httptest.NewRecorder()
+	m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mcsession.FromContext(r.Context()).Set("user", "ada")
+	})).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	id := rec.Result().Cookies()[0].Value
+	fmt.Println(strings.Count(id, "."), "dots: <random>.<node>.<route>.<MAC>")
+	// Output: 3 dots: <random>.<node>.<route>.<MAC>
+}
+
 func ExampleNew_invalidConfig() {
 	_, err := mcsession.New(mcsession.Config{Route: "app.1"})
 	fmt.Println(err)
