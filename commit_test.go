@@ -195,7 +195,7 @@ func TestNotSentSetLeavesTheNodeUp(t *testing.T) {
 	var looked atomic.Bool
 	old := n.wire
 	// The batch's sender finds the node down; right after, it is up again.
-	n.wire = mcwire.New(n.Addr, time.Second, 4, func() bool { return looked.Swap(true) && n.up.Load() })
+	n.wire = mcwire.New(n.Addr, time.Second, 4, func() bool { return looked.Swap(true) && n.up.Load() }, nil)
 	old.Close()
 
 	serveSession(m, "", func(s *Session) { s.Set("k", "v") })

@@ -1,6 +1,7 @@
 package mcsession
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -187,6 +188,16 @@ type Config struct {
 	// costs one memcached get per node the first time it is seen. Set Keys
 	// in production; New logs a warning when Nodes is set and Keys is not.
 	Keys [][]byte
+
+	// TLS, when set, makes every connection to memcached TLS (memcached
+	// 1.5.13 and later, started with -Z and its certificate): gets,
+	// touches, deletes, the pipelined sets and the restart check. The
+	// server's certificate is verified as usual (set RootCAs for a private
+	// CA; ServerName defaults to the node's host). A handshake that fails
+	// (an unknown certificate, a node without TLS) marks the node down like
+	// a refused connection, logged once with the reason. Default: nil,
+	// plain TCP.
+	TLS *tls.Config
 
 	// Copies is how many memcached nodes hold a copy of each session: 2
 	// (the node named in the session ID and the next node of the session's

@@ -119,7 +119,7 @@ func (c *cluster) newNode(spec nodespec.Node) *node {
 	h := &health{}
 	h.up.Store(true)
 	return &node{Node: spec, health: h,
-		wire: mcwire.New(spec.Addr, c.cfg.OperationTimeout, max(c.cfg.BackupWorkers, 2)*2, h.up.Load)}
+		wire: mcwire.New(spec.Addr, c.cfg.OperationTimeout, max(c.cfg.BackupWorkers, 2)*2, h.up.Load, c.cfg.TLS)}
 }
 
 // close closes every node's connections.

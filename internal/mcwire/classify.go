@@ -1,6 +1,8 @@
 package mcwire
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -85,10 +87,26 @@ func Classify(err error) Class {
 // unreachable reports whether err is a failure to reach the server: a dial
 // error or timeout, a read or write deadline, a connection the server
 // closed or reset, or a set not sent because the node was down.
+// tlsFailed reports whether err is a failed TLS handshake: a certificate
+// that does not verify, a server that does not speak TLS, an alert. The
+// node cannot be used, as if it did not answer.
+func tlsFailed(err error) bool {
+	var (
+		record   tls.RecordHeaderError
+		alert    tls.AlertError
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &record) || errors.As(err, &alert) || errors.As(err, &verify) ||
+		errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
+}
+
 func unreachable(err error) bool {
 	var netErr net.Error // *net.OpError, *net.DNSError, a syscall.Errno
 	var dialTimeout *memcache.ConnectTimeoutError
-	return errors.As(err, &netErr) || errors.As(err, &dialTimeout) ||
+	return errors.As(err, &netErr) || errors.As(err, &dialTimeout) || tlsFailed(err) ||
 		errors.Is(err, ErrNotSent) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) ||

@@ -30,7 +30,7 @@ func alwaysUp() bool { return true }
 // newNode returns a Node of addr that the test closes when it ends.
 func newNode(t *testing.T, addr string, timeout time.Duration, maxIdle int, alive func() bool) *mcwire.Node {
 	t.Helper()
-	n := mcwire.New(addr, timeout, maxIdle, alive)
+	n := mcwire.New(addr, timeout, maxIdle, alive, nil)
 	t.Cleanup(n.Close)
 	return n
 }

@@ -5,6 +5,9 @@
 package mcwire
 
 import (
+	"context"
+	"crypto/tls"
+	"net"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -23,12 +26,26 @@ type Node struct {
 // batch of sets is one call); maxIdle bounds the idle connections kept of
 // each kind. alive reports whether the owner considers the server up: a
 // set that waited for a batch to a server found down meanwhile is not sent
-// (ErrNotSent).
-func New(addr string, timeout time.Duration, maxIdle int, alive func() bool) *Node {
+// (ErrNotSent). tlsConfig, if not nil, makes every connection TLS; a
+// handshake that fails is unreachable (Classify), like a refused connect.
+func New(addr string, timeout time.Duration, maxIdle int, alive func() bool, tlsConfig *tls.Config) *Node {
+	dial := dialer(timeout, tlsConfig)
 	c := memcache.New(addr)
 	c.Timeout = timeout
 	c.MaxIdleConns = maxIdle
-	return &Node{client: c, setter: newSetter(addr, timeout, maxIdle), alive: alive}
+	c.DialContext = dial
+	return &Node{client: c, setter: newSetter(addr, timeout, maxIdle, dial), alive: alive}
+}
+
+// dialer returns the function that connects to a server: TCP, and TLS
+// over it if tlsConfig is not nil. timeout bounds the connect and the
+// handshake together.
+func dialer(timeout time.Duration, tlsConfig *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	if tlsConfig == nil {
+		return d.DialContext
+	}
+	return (&tls.Dialer{NetDialer: d, Config: tlsConfig}).DialContext
 }
 
 // Close closes the idle connections; connections in use are closed when

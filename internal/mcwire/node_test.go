@@ -123,7 +123,7 @@ func TestRestartWithMaxIdleZeroRetriesStaleConnection(t *testing.T) {
 // its reply, then closes it instead of pooling it, as Close promises.
 func TestCloseDuringGetClosesItsConnection(t *testing.T) {
 	h, srv := startHolder(t)
-	n := mcwire.New(srv.addr(), waitFor, 2, alwaysUp)
+	n := mcwire.New(srv.addr(), waitFor, 2, alwaysUp, nil)
 	defer n.Close()
 
 	done := make(chan error, 1)

@@ -3,6 +3,7 @@ package mcwire
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -38,6 +39,7 @@ type setter struct {
 	addr    string
 	timeout time.Duration // for the whole batch: dial, write and read
 	maxIdle int
+	dialFn  func(ctx context.Context, network, addr string) (net.Conn, error) // TCP, or TLS over it
 
 	// mu guards idle and closed.
 	mu     sync.Mutex
@@ -52,8 +54,8 @@ type setConn struct {
 	w  *bufio.Writer
 }
 
-func newSetter(addr string, timeout time.Duration, maxIdle int) *setter {
-	return &setter{addr: addr, timeout: timeout, maxIdle: maxIdle}
+func newSetter(addr string, timeout time.Duration, maxIdle int, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *setter {
+	return &setter{addr: addr, timeout: timeout, maxIdle: maxIdle, dialFn: dial}
 }
 
 func (s *setter) setMany(sets []*Set) {
@@ -210,7 +212,7 @@ func (s *setter) get() (c *setConn, pooled bool, err error) {
 }
 
 func (s *setter) dial() (*setConn, error) {
-	nc, err := net.DialTimeout("tcp", s.addr, s.timeout)
+	nc, err := s.dialFn(context.Background(), "tcp", s.addr)
 	if err != nil {
 		return nil, err
 	}

@@ -154,7 +154,7 @@ func TestSetManyMalformedKeyIsNotSent(t *testing.T) {
 // Closed, and none of them dials the server.
 func TestClosedNodeDialsNothing(t *testing.T) {
 	srv := startFake(t, silent)
-	n := mcwire.New(srv.addr(), waitFor, 2, alwaysUp)
+	n := mcwire.New(srv.addr(), waitFor, 2, alwaysUp, nil)
 	n.Close()
 	n.Close() // idempotent
 
@@ -190,7 +190,7 @@ func TestDeleteAfterClose(t *testing.T) {
 	srv := memcachetest.Start(t)
 	require.NoError(t, srv.Set("k", []byte("v"), 600), "store k")
 	base := currConnections(srv)
-	n := mcwire.New(srv.Addr(), waitFor, 2, alwaysUp)
+	n := mcwire.New(srv.Addr(), waitFor, 2, alwaysUp, nil)
 	n.Close()
 	assert.NoError(t, n.Delete("k"), "Delete(k) after Close: deleted")
 	_, found, err := srv.Get("k")
@@ -206,7 +206,7 @@ func TestDeleteAfterClose(t *testing.T) {
 func TestCloseClosesIdleConnections(t *testing.T) {
 	srv := memcachetest.Start(t)
 	base := currConnections(srv)
-	n := mcwire.New(srv.Addr(), waitFor, 2, alwaysUp)
+	n := mcwire.New(srv.Addr(), waitFor, 2, alwaysUp, nil)
 	defer n.Close()
 	sets := newSets("idle", 10)
 	n.SetMany(sets)
@@ -224,7 +224,7 @@ func TestCloseClosesIdleConnections(t *testing.T) {
 // has its replies, then closes it instead of pooling it.
 func TestCloseDuringSetManyClosesItsConnection(t *testing.T) {
 	h, srv := startHolder(t)
-	n := mcwire.New(srv.addr(), waitFor, 2, alwaysUp)
+	n := mcwire.New(srv.addr(), waitFor, 2, alwaysUp, nil)
 	defer n.Close()
 
 	sets := newSets("inflight", 10)

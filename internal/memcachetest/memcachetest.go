@@ -61,6 +61,15 @@ type Options struct {
 	// Binary is the memcached executable, a path or a name looked up in
 	// PATH. Default DefaultBinary.
 	Binary string
+	// TLS, if not nil, adds a TLS listener (memcached -Z) with this
+	// certificate, at [Server.TLSAddr]; Addr stays plain, for the
+	// helpers of this package.
+	TLS *TLSFiles
+}
+
+// TLSFiles are the PEM files of a server's certificate chain and key.
+type TLSFiles struct {
+	CertFile, KeyFile string
 }
 
 func (o Options) memoryMB() int {
@@ -84,10 +93,11 @@ func (o Options) binary() string {
 // any goroutine; only Restart calls Fatalf, so call it from the goroutine of
 // the test that called Start, or use [Server.TryRestart].
 type Server struct {
-	tb     testing.TB
-	binary string // resolved path of the executable
-	args   []string
-	addr   string // 127.0.0.1:port, fixed for the life of the Server
+	tb      testing.TB
+	binary  string // resolved path of the executable
+	args    []string
+	addr    string // 127.0.0.1:port, fixed for the life of the Server
+	tlsAddr string // 127.0.0.1:port of the TLS listener, or ""
 
 	// mu guards proc and paused. It is held for the whole of Kill and
 	// Restart so that they never interleave with Pause or each other.
@@ -172,11 +182,21 @@ func start(t testing.TB, require bool, opts []Options) *Server {
 			t.Fatal(err)
 			return nil
 		}
+		tlsPort := 0
+		if o.TLS != nil {
+			if tlsPort, err = freePort(); err != nil {
+				t.Fatal(err)
+				return nil
+			}
+		}
 		s := &Server{
 			tb:     t,
 			binary: binary,
-			args:   memcachedArgs(o, port),
+			args:   memcachedArgs(o, port, tlsPort),
 			addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		}
+		if o.TLS != nil {
+			s.tlsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
 		}
 		p, err := s.launch()
 		if errors.Is(err, errPortInUse) {
@@ -194,6 +214,10 @@ func start(t testing.TB, require bool, opts []Options) *Server {
 	t.Fatalf("memcachetest: no free port after %d tries: %v", portTries, lastErr)
 	return nil
 }
+
+// TLSAddr returns the address of the server's TLS listener, or "" if it
+// was started without Options.TLS.
+func (s *Server) TLSAddr() string { return s.tlsAddr }
 
 // Addr returns the server's address, "127.0.0.1:PORT". It does not change
 // across Kill and Restart.

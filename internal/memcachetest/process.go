@@ -46,15 +46,23 @@ func freePort() (int, error) {
 
 // memcachedArgs builds the command line: TCP only, loopback only, one
 // worker thread (enough for tests, and it keeps counters deterministic).
-func memcachedArgs(o Options, port int) []string {
-	args := []string{
-		"-l", "127.0.0.1",
+// With o.TLS, port stays plain and tlsPort is the TLS listener.
+func memcachedArgs(o Options, port, tlsPort int) []string {
+	listen := []string{"-l", "127.0.0.1"}
+	if o.TLS != nil {
+		listen = []string{
+			"-Z", "-o", "ssl_chain_cert=" + o.TLS.CertFile + ",ssl_key=" + o.TLS.KeyFile,
+			"-l", "notls:127.0.0.1:" + strconv.Itoa(port),
+			"-l", "127.0.0.1:" + strconv.Itoa(tlsPort),
+		}
+	}
+	args := append(listen,
 		"-p", strconv.Itoa(port),
 		"-U", "0",
 		"-m", strconv.Itoa(o.memoryMB()),
 		"-t", "1",
 		"-c", "1024",
-	}
+	)
 	if o.MaxItemSize != "" {
 		args = append(args, "-I", o.MaxItemSize)
 	}
