@@ -28,6 +28,7 @@ const (
 	DefaultRestartCheckInterval = 5 * time.Second
 	DefaultUnconfirmedBudget    = 10_000
 	DefaultCopies               = 2
+	DefaultMaxSessions          = 500_000
 )
 
 // maxCopies is the most copies of a session kept (Config.Copies).
@@ -199,6 +200,19 @@ type Config struct {
 	// plain TCP.
 	TLS *tls.Config
 
+	// MaxSessions bounds the sessions this process holds in memory. Before
+	// one more is created or loaded past it, sessions are taken out:
+	// first those safe in memcached (stored, nothing pending: dropped from
+	// memory only, counted in Stats.SessionsDropped, and loaded again at
+	// their next request), then those whose client never sent the cookie
+	// back (a bot's), then the least recently used; those two are ended
+	// (Stats.SessionsEvicted). A session in use by a request is never
+	// taken. The order is approximate (a sample of 16 sessions is looked
+	// at each time). Default: DefaultMaxSessions (500,000: about 450 MB
+	// of live heap with a small cart each, 880 B a session, so a 1 GB heap
+	// with Go's default GOGC).
+	MaxSessions int
+
 	// Copies is how many memcached nodes hold a copy of each session: 2
 	// (the node named in the session ID and the next node of the session's
 	// ranking) or 1. With two copies a session survives its instance and
@@ -335,6 +349,7 @@ func (s *settings) resolveSizes() error {
 		{"ItemSizeLimit", &s.ItemSizeLimit, DefaultItemSizeLimit},
 		{"UnconfirmedBudget", &s.UnconfirmedBudget, DefaultUnconfirmedBudget},
 		{"Copies", &s.Copies, DefaultCopies},
+		{"MaxSessions", &s.MaxSessions, DefaultMaxSessions},
 	}
 	for _, n := range ints {
 		if *n.v < 0 {

@@ -23,6 +23,7 @@ type entry struct {
 	// mu guards the fields up to writeMu.
 	mu          sync.Mutex
 	removed     bool   // expired or invalidated: delete from memcached, never store again
+	evicted     bool   // dropped from memory (makeRoom), safe in memcached: a request loads it again
 	dirty       bool   // changed since the last store began
 	readMutable bool   // a mutable value was handed out since the last store began
 	unstorable  bool   // the last store failed in a way only a change can fix

@@ -293,7 +293,7 @@ func (r *memcacheReplica) refresh(e *entry, id sessionID) (gone bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
-	case e.removed:
+	case e.removed || e.evicted:
 		return false
 	case f.best.env.gen < e.storedGen, f.best.env.gen == e.storedGen && e.takenFrom == id.route:
 		// This instance's state is newer, or is the copy it took over

@@ -158,34 +158,50 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 	id := splitID(unsigned, m.withNode)
 	now := time.Now()
 	if e, ok := m.sessions.Get(id.random); ok {
-		if id.route != m.cfg.Route && m.replica.refresh(e, id) {
-			m.end(e, &m.stats.invalidated, false) // ended where it was served since
-			return nil, true
+		if e, gone, held := m.useLocal(e, id, now); held {
+			return e, gone
 		}
-		e.mu.Lock()
-		live := !e.removed && !m.expiredLocked(e, now)
-		if live {
-			if e.takenFrom != "" && id.route == m.cfg.Route {
-				e.takenFrom = "" // the client has this instance's cookie now
-			}
-			e.lastAccess = now
-			e.acquireLocked()
-			m.replica.usedLocked(e)
-		}
-		e.mu.Unlock()
-		if live {
-			return e, false
-		}
-		m.expire(e, now)
-		return nil, true
 	}
 	if !m.macs.verify(cookie) {
 		m.stats.forgedIDs.Add(1)
 		return nil, true // forged or tampered: no lookup anywhere
 	}
 	l := m.replica.load(id)
+	if l.e != nil {
+		m.makeRoom()
+	}
 	l.e.acquire()
 	return l.e, l.gone
+}
+
+// useLocal is resolve for e, found in the session map under id's random
+// part: e acquired, or gone if it has ended or expired. held is false if
+// e was dropped from memory meanwhile (makeRoom): then it is loaded.
+func (m *Manager) useLocal(e *entry, id sessionID, now time.Time) (_ *entry, gone, held bool) {
+	if id.route != m.cfg.Route && m.replica.refresh(e, id) {
+		m.end(e, &m.stats.invalidated, false) // ended where it was served since
+		return nil, true, true
+	}
+	e.mu.Lock()
+	if e.evicted {
+		e.mu.Unlock()
+		return nil, false, false
+	}
+	live := !e.removed && !m.expiredLocked(e, now)
+	if live {
+		if e.takenFrom != "" && id.route == m.cfg.Route {
+			e.takenFrom = "" // the client has this instance's cookie now
+		}
+		e.lastAccess = now
+		e.acquireLocked()
+		m.replica.usedLocked(e)
+	}
+	e.mu.Unlock()
+	if live {
+		return e, false, true
+	}
+	m.expire(e, now)
+	return nil, true, true
 }
 
 // create starts a new session and adds it to process memory.
@@ -196,6 +212,7 @@ func (m *Manager) create() *entry {
 		lastAccess: now,
 		dirty:      true,
 	}
+	m.makeRoom()
 	random := newRandom()
 	e.setID(sessionID{random, m.replica.home(random), m.cfg.Route})
 	m.sessions.Set(e.random, e)

@@ -85,6 +85,16 @@ func (r *memcacheReplica) usedLocked(e *entry) {
 	r.placeLocked(e)
 }
 
+// safeElsewhereLocked reports whether memcached holds e as it is: stored,
+// nothing pending. e.mu is held.
+func (r *memcacheReplica) safeElsewhereLocked(e *entry) bool {
+	return e.stored.any() && !e.needsStoreLocked() && !e.queued && !e.unstorable
+}
+
+// droppedLocked forgets e, dropped from memory: it no longer counts in the
+// budget of sessions whose client never came back. e.mu is held.
+func (r *memcacheReplica) droppedLocked(e *entry) { r.unbudgetLocked(e) }
+
 // unbudgetLocked takes e out of the count of stored sessions whose client
 // never came back. e.mu is held.
 func (r *memcacheReplica) unbudgetLocked(e *entry) {
@@ -165,6 +175,14 @@ func (r *memcacheReplica) ended(e *entry, _ string, sync bool) {
 		}
 		e.writeMu.Unlock()
 	default:
+		if e.writeMu.TryLock() {
+			if !e.stored.any() && len(e.left) == 0 {
+				r.deleteEnded(e) // no copy to delete: out of the map at once
+				e.writeMu.Unlock()
+				return
+			}
+			e.writeMu.Unlock()
+		}
 		r.schedule(e)
 	}
 }

@@ -24,6 +24,13 @@ type replica interface {
 	// written there replaces e's state. It reports whether e is gone
 	// there (ended, or not found where it must be): e must end here too.
 	refresh(e *entry, id sessionID) (gone bool)
+	// safeElsewhereLocked reports whether e's state is safe outside this
+	// process (stored, nothing pending), so that it may be dropped from
+	// memory and loaded again later. e.mu is held.
+	safeElsewhereLocked(e *entry) bool
+	// droppedLocked is called, with e.mu held, when e is dropped from
+	// memory (not ended) to stay within Config.MaxSessions.
+	droppedLocked(e *entry)
 	// usedLocked is called, with e.mu held, when a request finds e in
 	// process memory: a session on a node that is down moves.
 	usedLocked(e *entry)
@@ -61,16 +68,18 @@ type loaded struct {
 // no copy, so a session this process does not hold does not exist.
 type inProcess struct{ m *Manager }
 
-func (inProcess) withNode() bool                 { return false }
-func (inProcess) home(string) string             { return "" }
-func (inProcess) load(sessionID) loaded          { return loaded{gone: true} }
-func (inProcess) usedLocked(*entry)              {}
-func (inProcess) refresh(*entry, sessionID) bool { return false }
-func (inProcess) beforeResponse(*entry)          {}
-func (inProcess) release(e *entry, _ bool)       { e.release() }
-func (inProcess) flush(context.Context) error    { return nil }
-func (inProcess) close()                         {}
-func (inProcess) addStats(*Stats)                {}
+func (inProcess) withNode() bool                  { return false }
+func (inProcess) home(string) string              { return "" }
+func (inProcess) load(sessionID) loaded           { return loaded{gone: true} }
+func (inProcess) usedLocked(e *entry)             { e.confirmed = true }
+func (inProcess) safeElsewhereLocked(*entry) bool { return false }
+func (inProcess) droppedLocked(*entry)            {}
+func (inProcess) refresh(*entry, sessionID) bool  { return false }
+func (inProcess) beforeResponse(*entry)           {}
+func (inProcess) release(e *entry, _ bool)        { e.release() }
+func (inProcess) flush(context.Context) error     { return nil }
+func (inProcess) close()                          {}
+func (inProcess) addStats(*Stats)                 {}
 
 func (r inProcess) renamed(e *entry, old string) {
 	r.m.sessions.DeleteIf(old, func(x *entry) bool { return x == e })

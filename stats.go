@@ -16,6 +16,8 @@ type Stats struct {
 	SessionsCreated     uint64 // new sessions
 	SessionsExpired     uint64 // sessions ended by IdleTimeout or Lifetime
 	SessionsInvalidated uint64 // sessions ended by Invalidate
+	SessionsEvicted     uint64 // sessions ended to stay within Config.MaxSessions (those whose client never came back first, then the least recently used)
+	SessionsDropped     uint64 // sessions dropped from memory to stay within Config.MaxSessions, safe in memcached: loaded again at their next request
 	LocalSessions       int    // sessions held in this process now, with ended ones whose backup is still being deleted
 
 	Takeovers   uint64 // sessions loaded from memcached after their instance died
@@ -68,7 +70,7 @@ type Latency struct {
 // counters are the Manager's live statistics.
 type counters struct {
 	requests, requestsIgnored, requestsWithSession                atomic.Uint64
-	created, expired, invalidated                                 atomic.Uint64
+	created, expired, invalidated, evicted, dropped               atomic.Uint64
 	takeovers, relocations, lateChanges, changesAfterClose        atomic.Uint64
 	nodeRestarts, sessionsRepaired                                atomic.Uint64
 	backupsWritten, backupsSkipped, backupsFailed, backupsDropped atomic.Uint64
@@ -115,6 +117,8 @@ func (m *Manager) Stats() Stats {
 		SessionsCreated:      c.created.Load(),
 		SessionsExpired:      c.expired.Load(),
 		SessionsInvalidated:  c.invalidated.Load(),
+		SessionsEvicted:      c.evicted.Load(),
+		SessionsDropped:      c.dropped.Load(),
 		LocalSessions:        m.sessions.Len(),
 		Takeovers:            c.takeovers.Load(),
 		Relocations:          c.relocations.Load(),

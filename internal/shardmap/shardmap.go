@@ -5,6 +5,7 @@ package shardmap
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // shardCount is a power of two so a shard is picked with a mask. 64 shards
@@ -17,6 +18,7 @@ const shardCount = 64
 // concurrent use.
 type Map[V any] struct {
 	seed   maphash.Seed
+	n      atomic.Int64 // keys in all shards, for Count
 	shards [shardCount]shard[V]
 }
 
@@ -58,6 +60,7 @@ func (m *Map[V]) LoadOrStore(key string, v V) (actual V, loaded bool) {
 		return old, true
 	}
 	s.m[key] = v
+	m.n.Add(1)
 	return v, false
 }
 
@@ -65,6 +68,9 @@ func (m *Map[V]) LoadOrStore(key string, v V) (actual V, loaded bool) {
 func (m *Map[V]) Set(key string, v V) {
 	s := m.shard(key)
 	s.mu.Lock()
+	if _, ok := s.m[key]; !ok {
+		m.n.Add(1)
+	}
 	s.m[key] = v
 	s.mu.Unlock()
 }
@@ -81,7 +87,28 @@ func (m *Map[V]) DeleteIf(key string, remove func(V) bool) bool {
 		return false
 	}
 	delete(s.m, key)
+	m.n.Add(-1)
 	return true
+}
+
+// Count returns the number of keys without taking a lock: exact when no
+// change is in progress.
+func (m *Map[V]) Count() int { return int(m.n.Load()) }
+
+// Sample calls f for up to k keys and values of one shard picked at random
+// (the caller's random number r), in the order the shard's map yields them,
+// until f returns false. It holds that shard's read lock, so f must not
+// modify the Map.
+func (m *Map[V]) Sample(r uint64, k int, f func(key string, v V) bool) {
+	s := &m.shards[r%shardCount]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for key, v := range s.m {
+		if k == 0 || !f(key, v) {
+			return
+		}
+		k--
+	}
 }
 
 // Len returns the number of keys.

@@ -89,3 +89,28 @@ func BenchmarkMapGet(b *testing.B) {
 		}
 	})
 }
+
+func TestCountAndSample(t *testing.T) {
+	m := New[int]()
+	for i := range 1000 {
+		m.Set(string(rune('a'+i%26))+string(rune(i)), i)
+	}
+	m.Set("a"+string(rune(0)), 7) // a replacement: no new key
+	m.LoadOrStore("new", 1)
+	m.LoadOrStore("new", 2)
+	if got, want := m.Count(), m.Len(); got != want || got != 1001 {
+		t.Fatalf("Count() = %d, Len() = %d, want both 1001", got, want)
+	}
+	m.DeleteIf("new", func(int) bool { return true })
+	m.DeleteIf("missing", func(int) bool { return true })
+	if got := m.Count(); got != 1000 {
+		t.Fatalf("Count() after a delete = %d, want 1000", got)
+	}
+	seen := 0
+	for r := range uint64(shardCount) {
+		m.Sample(r, 3, func(string, int) bool { seen++; return true })
+	}
+	if seen == 0 || seen > 3*shardCount {
+		t.Fatalf("Sample of 3 in each of %d shards saw %d, want 1..%d", shardCount, seen, 3*shardCount)
+	}
+}
