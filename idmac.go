@@ -77,15 +77,12 @@ func (h *hmacIDs) sign(id string) string {
 	return b.String()
 }
 
+// split checks the MAC's place and length only: its digits are checked
+// by verify, before any lookup, so the sticky path does not scan them.
 func (h *hmacIDs) split(v string) (string, bool) {
 	i := len(v) - macHexLen - 1
 	if i <= 0 || v[i] != '.' {
 		return "", false
-	}
-	for j := i + 1; j < len(v); j++ {
-		if c := v[j]; c-'0' > 9 && c-'a' > 5 { // bytes wrap: one compare per range
-			return "", false
-		}
 	}
 	return v[:i], true
 }
@@ -96,6 +93,11 @@ func (h *hmacIDs) verify(v string) bool {
 		return false
 	}
 	var got [macHexLen / 2]byte
+	for j := len(id) + 1; j < len(v); j++ {
+		if c := v[j]; c-'0' > 9 && c-'a' > 5 { // lowercase hex only: one form per MAC
+			return false
+		}
+	}
 	if _, err := hex.Decode(got[:], []byte(v[len(id)+1:])); err != nil {
 		return false
 	}

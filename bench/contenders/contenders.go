@@ -84,6 +84,7 @@ func All() []Contender {
 		FloorSession(),
 		MCSession("mcsession/inprocess", false, false),
 		MCSession("mcsession/async", true, false),
+		MCSessionKeys("mcsession/async+keys"),
 		MCSession("mcsession/sync", true, true),
 		SCSMemstore(),
 		SCSMemcached(),

@@ -12,12 +12,24 @@ import (
 // MCSession is mcsession: in process only, or backed up to memcached
 // asynchronously (the default) or synchronously.
 func MCSession(name string, memcached, sync bool) Contender {
+	return mcsessionWith(name, memcached, mcsession.Config{SyncBackup: sync})
+}
+
+// MCSessionKeys is mcsession with memcached, asynchronous, and Config.Keys:
+// signed session IDs and sealed copies.
+func MCSessionKeys(name string) Contender {
+	return mcsessionWith(name, true, mcsession.Config{Keys: [][]byte{[]byte("bench-key-0123456789abcdef012345")}})
+}
+
+// mcsessionWith is mcsession with cfg, its Nodes and Route set here.
+func mcsessionWith(name string, memcached bool, cfg mcsession.Config) Contender {
 	return Contender{Name: name, Memcached: memcached, New: func(nodes []string) (http.Handler, func(), error) {
 		var spec []string
 		for i, n := range nodes {
 			spec = append(spec, "n"+strconv.Itoa(i+1)+":"+n)
 		}
-		m, err := mcsession.New(mcsession.Config{Nodes: strings.Join(spec, " "), Route: "a", SyncBackup: sync})
+		cfg.Nodes, cfg.Route = strings.Join(spec, " "), "a"
+		m, err := mcsession.New(cfg)
 		if err != nil {
 			return nil, nil, err
 		}
