@@ -32,8 +32,8 @@ const (
 
 // Eviction classes, in the order entries are taken.
 const (
-	evictNot      = -1 // in use, ended, or already dropped: not taken
-	evictDrop     = 0  // safe in memcached: dropped from memory, not ended
+	evictNot      = -1 // in use, or already dropped: not taken
+	evictDrop     = 0  // safe in memcached, or an ended session's stand-in that a tombstone in memcached covers: dropped from memory, not ended
 	evictBot      = 1  // its client never came back: ended
 	evictLeastUse = 2  // ended, least recently used first
 )
@@ -89,7 +89,14 @@ func (m *Manager) evictOne() bool {
 // evictClassLocked returns how e may be taken out of memory. e.mu is held.
 func (m *Manager) evictClassLocked(e *entry) int {
 	switch {
-	case e.removed || e.evicted || e.active > 0:
+	case e.evicted || e.active > 0:
+		return evictNot
+	case e.removed:
+		// Ended, its copy's delete waiting for a node: the stand-in may go
+		// once a tombstone in memcached keeps the old ID dead.
+		if m.replica.buriedLocked(e) {
+			return evictDrop
+		}
 		return evictNot
 	case m.replica.safeElsewhereLocked(e):
 		return evictDrop

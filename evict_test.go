@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -154,5 +155,31 @@ func BenchmarkBotFlood(b *testing.B) {
 		b.ReportMetric(float64(m.Stats().LocalSessions), "local-sessions")
 		b.ReportMetric(float64(lost), "users-lost")
 		m.Close()
+	}
+}
+
+// TestMaxSessionsDropsBuriedStandIns pins that ended sessions waiting for
+// a down node to delete their copy (stand-ins in the session map) are
+// bounded by MaxSessions too once a tombstone in memcached covers them,
+// and that their IDs stay dead.
+func TestMaxSessionsDropsBuriedStandIns(t *testing.T) {
+	servers := memcachetest.StartN(t, 2)
+	const maxSessions = 20
+	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a", MaxSessions: maxSessions, SyncBackup: true, ProbeInterval: time.Hour})
+	cookies := realUsers(t, m, 10)
+	r := replicaOf(m)
+	r.cluster.failed(r.cluster.load().byID["n1"], errTimeoutForTest{}) // n1 down: deletes there wait
+	for _, c := range cookies {
+		serveSession(m, c, func(s *Session) { s.Invalidate() })
+	}
+	require.Positive(t, m.Stats().Tombstones, "tombstones written for copies on the down node")
+	botFlood(m, 3*maxSessions)
+	st := m.Stats()
+	assert.LessOrEqual(t, st.LocalSessions, maxSessions, "Stats().LocalSessions: stand-ins of ended sessions count")
+	assert.Positive(t, st.SessionsDropped, "Stats().SessionsDropped: buried stand-ins dropped first")
+	for i, c := range cookies {
+		var got any
+		serveSession(m, c, func(s *Session) { got = s.Get("user") })
+		assert.Nil(t, got, "user %d's ended session after its stand-in went: still dead", i)
 	}
 }

@@ -91,6 +91,17 @@ func (r *memcacheReplica) safeElsewhereLocked(e *entry) bool {
 	return e.stored.any() && !e.needsStoreLocked() && !e.queued && !e.unstorable
 }
 
+// buriedLocked reports whether e, ended, has a tombstone in memcached.
+// e.tombstoned is written under writeMu only, so it is read with a try:
+// a store in progress means "not yet". e.mu is held.
+func (r *memcacheReplica) buriedLocked(e *entry) bool {
+	if !e.writeMu.TryLock() {
+		return false
+	}
+	defer e.writeMu.Unlock()
+	return e.tombstoned
+}
+
 // droppedLocked forgets e, dropped from memory: it no longer counts in the
 // budget of sessions whose client never came back. e.mu is held.
 func (r *memcacheReplica) droppedLocked(e *entry) { r.unbudgetLocked(e) }

@@ -28,6 +28,10 @@ type replica interface {
 	// process (stored, nothing pending), so that it may be dropped from
 	// memory and loaded again later. e.mu is held.
 	safeElsewhereLocked(e *entry) bool
+	// buriedLocked reports whether e, ended, is covered by a tombstone in
+	// memcached, so that its stand-in in the session map may go. e.mu is
+	// held.
+	buriedLocked(e *entry) bool
 	// droppedLocked is called, with e.mu held, when e is dropped from
 	// memory (not ended) to stay within Config.MaxSessions.
 	droppedLocked(e *entry)
@@ -74,6 +78,7 @@ func (inProcess) load(sessionID) loaded           { return loaded{gone: true} }
 func (inProcess) usedLocked(e *entry)             { e.confirmed = true }
 func (inProcess) safeElsewhereLocked(*entry) bool { return false }
 func (inProcess) droppedLocked(*entry)            {}
+func (inProcess) buriedLocked(*entry) bool        { return false }
 func (inProcess) refresh(*entry, sessionID) bool  { return false }
 func (inProcess) beforeResponse(*entry)           {}
 func (inProcess) release(e *entry, _ bool)        { e.release() }
