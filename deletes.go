@@ -34,6 +34,7 @@ func (r *memcacheReplica) deleteEnded(e *entry) error {
 	r.unbudgetLocked(e)
 	e.mu.Unlock()
 	r.sessions.DeleteIf(random, func(x *entry) bool { return x == e })
+	r.dropStandIns(e) // its old IDs' copies were deleted at RenewID, or are outranked
 	return nil
 }
 

@@ -112,6 +112,18 @@ func (e *entry) acquire() {
 	}
 }
 
+// acquireUnlessEvicted is acquire, unless e was dropped from memory
+// (makeRoom): then it reports false and acquires nothing.
+func (e *entry) acquireUnlessEvicted() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.evicted {
+		return false
+	}
+	e.acquireLocked()
+	return true
+}
+
 // acquireLocked is acquire with e.mu held.
 func (e *entry) acquireLocked() { e.active++ }
 

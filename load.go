@@ -115,7 +115,7 @@ func (r *memcacheReplica) fetch(ns *nodeSet, id sessionID) (f found) {
 		f.at.add(copyAt{n.ID, key, id.route})
 		env, payload, err := decodeEnvelope(blob, at.String())
 		if err == nil && !env.ended {
-			payload, err = r.openCopy(env, key, payload)
+			payload, err = r.openCopy(env, key, blob[:len(blob)-len(payload)], payload)
 		}
 		switch {
 		case err != nil:
@@ -137,7 +137,7 @@ func (r *memcacheReplica) fetch(ns *nodeSet, id sessionID) (f found) {
 
 // openCopy returns the payload of a copy stored under key: opened if it is
 // sealed. With Config.Keys a copy must be sealed, without it must not be.
-func (r *memcacheReplica) openCopy(env envelope, key string, payload []byte) ([]byte, error) {
+func (r *memcacheReplica) openCopy(env envelope, key string, header, payload []byte) ([]byte, error) {
 	if env.sealed != r.m.seal.sealed() {
 		r.stats.openFailures.Add(1)
 		if env.sealed {
@@ -145,7 +145,7 @@ func (r *memcacheReplica) openCopy(env envelope, key string, payload []byte) ([]
 		}
 		return nil, fmt.Errorf("%w: not sealed, and Config.Keys is set", errOpen)
 	}
-	p, err := r.m.seal.open(key, payload)
+	p, err := r.m.seal.open(key, header, payload)
 	if err != nil {
 		r.stats.openFailures.Add(1)
 	}

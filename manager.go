@@ -158,7 +158,7 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 	id := splitID(unsigned, m.withNode)
 	now := time.Now()
 	if e, ok := m.sessions.Get(id.random); ok {
-		if e, gone, held := m.useLocal(e, id, now); held {
+		if e, gone, held := m.useLocal(e, cookie, id, now); held {
 			return e, gone
 		}
 	}
@@ -167,20 +167,28 @@ func (m *Manager) resolve(cookie string) (e *entry, gone bool) {
 		return nil, true // forged or tampered: no lookup anywhere
 	}
 	l := m.replica.load(id)
+	l.e.acquire() // before makeRoom: a session in use is never taken
 	if l.e != nil {
 		m.makeRoom()
 	}
-	l.e.acquire()
 	return l.e, l.gone
 }
 
 // useLocal is resolve for e, found in the session map under id's random
 // part: e acquired, or gone if it has ended or expired. held is false if
 // e was dropped from memory meanwhile (makeRoom): then it is loaded.
-func (m *Manager) useLocal(e *entry, id sessionID, now time.Time) (_ *entry, gone, held bool) {
-	if id.route != m.cfg.Route && m.replica.refresh(e, id) {
-		m.end(e, &m.stats.invalidated, false) // ended where it was served since
-		return nil, true, true
+func (m *Manager) useLocal(e *entry, cookie string, id sessionID, now time.Time) (_ *entry, gone, held bool) {
+	if id.route != m.cfg.Route {
+		// Another instance's cookie: it leads to memcached (refresh), so
+		// its MAC is checked first, as on a miss.
+		if !m.macs.verify(cookie) {
+			m.stats.forgedIDs.Add(1)
+			return nil, true, true
+		}
+		if m.replica.refresh(e, id) {
+			m.end(e, &m.stats.invalidated, false) // ended where it was served since
+			return nil, true, true
+		}
 	}
 	e.mu.Lock()
 	if e.evicted {

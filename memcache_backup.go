@@ -2,6 +2,7 @@ package mcsession
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -163,8 +164,29 @@ func (r *memcacheReplica) renamed(e *entry, old string) {
 	e.mu.Unlock()
 	r.sessions.Set(old, &entry{removed: true, lastAccess: time.Now()})
 	e.writeMu.Lock()
+	had := e.stored.any() || len(e.left) > 0
 	r.dropCopy(e, old)
 	e.writeMu.Unlock()
+	if !had {
+		// Never stored (and no store was in flight: writeMu was free):
+		// nothing can load the old ID, so the stand-in need not stay,
+		// and a flood of logins cannot pile them up.
+		r.dropStandIns(e, old)
+	}
+}
+
+// dropStandIns removes the stand-ins of e's earlier random parts olds (or,
+// with none given, all it has) from the session map.
+func (r *memcacheReplica) dropStandIns(e *entry, olds ...string) {
+	e.mu.Lock()
+	if len(olds) == 0 {
+		olds = e.renamed
+	}
+	e.renamed = slices.DeleteFunc(e.renamed, func(x string) bool { return slices.Contains(olds, x) })
+	e.mu.Unlock()
+	for _, old := range olds {
+		r.sessions.DeleteIf(old, func(x *entry) bool { return x.removed && x != e })
+	}
 }
 
 // ended deletes e's copy. e stays in the session map as a tombstone until

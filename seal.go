@@ -12,10 +12,12 @@ import (
 // Sealed copies. With Config.Keys, the payload of every stored copy (the
 // transcoder's bytes) is sealed with AES-256-GCM under a key derived from
 // the first of Config.Keys: a fresh random nonce per store, and the copy's
-// memcached key as associated data, so a blob moved to another key does
-// not open. The envelope's header stays in clear (its flagSealed says the
-// rest is sealed): it holds nothing about the session but its times and
-// generation. The sealed part is
+// memcached key and envelope header as associated data, so a blob moved to
+// another key, or whose header (times, generation) was changed, does not
+// open. The header stays in clear (its flagSealed says the rest is
+// sealed): it holds nothing about the session but its times and
+// generation. What sealing cannot stop: a writer to memcached replaying a
+// whole older copy of the same session under its own key. The sealed part is
 //
 //	key id   4 bytes: the first bytes of SHA-256 of the derived key, so a
 //	         copy names the key that sealed it whatever the order of Keys
@@ -34,19 +36,21 @@ import (
 type sealer interface {
 	// sealed reports whether copies are sealed (the envelope's flag).
 	sealed() bool
-	// seal appends to dst payload sealed for the memcached key.
-	seal(dst []byte, key string, payload []byte) []byte
-	// open returns the payload sealed in b for the memcached key.
-	open(key string, b []byte) ([]byte, error)
+	// seal appends to dst payload sealed for the memcached key and the
+	// envelope header in front of it (both authenticated, not encrypted).
+	seal(dst []byte, key string, header, payload []byte) []byte
+	// open returns the payload sealed in b for the memcached key and the
+	// header read in front of it.
+	open(key string, header, b []byte) ([]byte, error)
 }
 
 // clearCopies is the sealer without Config.Keys: payloads are stored as
 // they are.
 type clearCopies struct{}
 
-func (clearCopies) sealed() bool                               { return false }
-func (clearCopies) seal(dst []byte, _ string, p []byte) []byte { return append(dst, p...) }
-func (clearCopies) open(_ string, b []byte) ([]byte, error)    { return b, nil }
+func (clearCopies) sealed() bool                                  { return false }
+func (clearCopies) seal(dst []byte, _ string, _, p []byte) []byte { return append(dst, p...) }
+func (clearCopies) open(_ string, _, b []byte) ([]byte, error)    { return b, nil }
 
 // aeadCopies seals payloads with AES-256-GCM; the first key seals.
 type aeadCopies struct {
@@ -97,13 +101,23 @@ func newAEADCopies(secrets [][]byte) (*aeadCopies, error) {
 
 func (a *aeadCopies) sealed() bool { return true }
 
-func (a *aeadCopies) seal(dst []byte, key string, payload []byte) []byte {
+func (a *aeadCopies) seal(dst []byte, key string, header, payload []byte) []byte {
 	k := &a.keys[0]
 	dst = append(dst, k.id[:]...)
-	return k.aead.Seal(dst, nil, payload, []byte(key))
+	return k.aead.Seal(dst, nil, payload, associated(key, header))
 }
 
-func (a *aeadCopies) open(key string, b []byte) ([]byte, error) {
+// associated is the associated data of a copy: its memcached key and its
+// envelope header (times, generation, flags), so that neither can be
+// changed, nor the copy moved, without the copy failing to open.
+func associated(key string, header []byte) []byte {
+	ad := make([]byte, 0, len(key)+1+len(header))
+	ad = append(ad, key...)
+	ad = append(ad, 0) // keys hold no NUL: the split is unambiguous
+	return append(ad, header...)
+}
+
+func (a *aeadCopies) open(key string, header, b []byte) ([]byte, error) {
 	if len(b) < keyIDLen {
 		return nil, fmt.Errorf("%w: truncated", errOpen)
 	}
@@ -112,7 +126,7 @@ func (a *aeadCopies) open(key string, b []byte) ([]byte, error) {
 		if string(k.id[:]) != string(b[:keyIDLen]) {
 			continue
 		}
-		p, err := k.aead.Open(nil, nil, b[keyIDLen:], []byte(key))
+		p, err := k.aead.Open(nil, nil, b[keyIDLen:], associated(key, header))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errOpen, err)
 		}

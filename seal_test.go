@@ -116,7 +116,7 @@ func TestSealedRotation(t *testing.T) {
 	require.True(t, env.sealed, "b's copy is sealed")
 	k2, err := newAEADCopies([][]byte{key(2)})
 	require.NoError(t, err)
-	_, err = k2.open(k, payload)
+	_, err = k2.open(k, blob[:len(blob)-len(payload)], payload)
 	assert.NoError(t, err, "b's copy opens with k2 alone")
 	b.crash()
 
@@ -133,17 +133,19 @@ func TestSealedRotation(t *testing.T) {
 func FuzzOpenSealed(f *testing.F) {
 	a, err := newAEADCopies([][]byte{key('k')})
 	require.NoError(f, err)
-	f.Add("mcs:k1", a.seal(nil, "mcs:k1", []byte("payload")))
-	f.Add("mcs:k1", []byte{})
-	f.Add("mcs:k2", a.seal(nil, "mcs:k1", []byte("payload")))
-	f.Fuzz(func(t *testing.T, k string, b []byte) {
-		p, err := a.open(k, b)
+	header := []byte("MCS\x03header")
+	f.Add("mcs:k1", header, a.seal(nil, "mcs:k1", header, []byte("payload")))
+	f.Add("mcs:k1", header, []byte{})
+	f.Add("mcs:k2", header, a.seal(nil, "mcs:k1", header, []byte("payload")))
+	f.Add("mcs:k1", []byte("MCS\x03changed"), a.seal(nil, "mcs:k1", header, []byte("payload")))
+	f.Fuzz(func(t *testing.T, k string, h, b []byte) {
+		p, err := a.open(k, h, b)
 		if err != nil {
-			require.ErrorIs(t, err, errOpen, "open(%q, %x)", k, b)
+			require.ErrorIs(t, err, errOpen, "open(%q, %x, %x)", k, h, b)
 			return
 		}
 		// Only a genuine seal opens: sealing again opens to the same.
-		again, err := a.open(k, a.seal(nil, k, p))
+		again, err := a.open(k, h, a.seal(nil, k, h, p))
 		require.NoError(t, err)
 		require.Equal(t, p, again)
 		require.True(t, strings.HasPrefix(string(b), string(a.keys[0].id[:])), "opened bytes name the key")
@@ -156,20 +158,21 @@ func BenchmarkSeal4KB(b *testing.B) {
 	a, err := newAEADCopies([][]byte{key('k')})
 	require.NoError(b, err)
 	payload := bytes.Repeat([]byte("x"), 4096)
+	header := []byte("MCS\x03 header of about 20 bytes")
 	dst := make([]byte, 0, 4096+64)
 	b.Run("seal", func(b *testing.B) {
 		b.SetBytes(int64(len(payload)))
 		b.ReportAllocs()
 		for b.Loop() {
-			dst = a.seal(dst[:0], "mcs:0123456789abcdef0123456789abcdef01234567", payload)
+			dst = a.seal(dst[:0], "mcs:0123456789abcdef0123456789abcdef01234567", header, payload)
 		}
 	})
-	sealed := a.seal(nil, "mcs:k", payload)
+	sealed := a.seal(nil, "mcs:k", header, payload)
 	b.Run("open", func(b *testing.B) {
 		b.SetBytes(int64(len(payload)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := a.open("mcs:k", sealed); err != nil {
+			if _, err := a.open("mcs:k", header, sealed); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -208,7 +208,17 @@ func (s *Session) entryLocked() *entry {
 	}
 	if s.released && s.e != nil {
 		s.released = false
-		s.e.acquire() // used again after Release: held again until the request ends
+		// Used again after Release: held again until the request ends,
+		// unless MaxSessions dropped it from memory meanwhile (it is safe
+		// in memcached): then it is found again by its ID, as a new
+		// request would.
+		if !s.e.acquireUnlessEvicted() {
+			e := s.e
+			e.mu.Lock()
+			cookie := s.m.cookieLocked(e)
+			e.mu.Unlock()
+			s.e, s.gone = s.m.resolve(cookie)
+		}
 	}
 	return s.e
 }

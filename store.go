@@ -391,7 +391,7 @@ func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*st
 	env.sealed = r.m.seal.sealed()
 	blob := appendEnvelope(make([]byte, 0, len(payload)+64), env, nil)
 	header := len(blob)
-	blob = r.m.seal.seal(blob, ps[0].key, payload) // sealed for the home key; each key has its own
+	blob = r.m.seal.seal(blob, ps[0].key, blob[:header], payload) // sealed for the home key; each key has its own
 	if len(blob) > r.cfg.ItemSizeLimit {
 		return nil, r.tooLarge(e, ps[0].n, hash, fmt.Sprintf("%d bytes encoded, ItemSizeLimit is %d", len(blob), r.cfg.ItemSizeLimit))
 	}
@@ -399,7 +399,8 @@ func (r *memcacheReplica) encodeLocked(e *entry, ps places, mustWrite bool) (*st
 		if !env.sealed || key == ps[0].key {
 			return blob
 		}
-		return r.m.seal.seal(append(make([]byte, 0, len(blob)), blob[:header]...), key, payload)
+		b := append(make([]byte, 0, len(blob)), blob[:header]...)
+		return r.m.seal.seal(b, key, b[:header], payload)
 	}
 	op := &storeOp{e: e, until: until, hash: hash, gen: env.gen, snap: snap, keep: keep, home: ps[0].key, ps: ps}
 	if !op.setMissing(blobFor, exp) {

@@ -29,7 +29,7 @@ type Node struct {
 // (ErrNotSent). tlsConfig, if not nil, makes every connection TLS; a
 // handshake that fails is unreachable (Classify), like a refused connect.
 func New(addr string, timeout time.Duration, maxIdle int, alive func() bool, tlsConfig *tls.Config) *Node {
-	dial := dialer(timeout, tlsConfig)
+	dial := dialer(addr, timeout, tlsConfig)
 	c := memcache.New(addr)
 	c.Timeout = timeout
 	c.MaxIdleConns = maxIdle
@@ -40,10 +40,17 @@ func New(addr string, timeout time.Duration, maxIdle int, alive func() bool, tls
 // dialer returns the function that connects to a server: TCP, and TLS
 // over it if tlsConfig is not nil. timeout bounds the connect and the
 // handshake together.
-func dialer(timeout time.Duration, tlsConfig *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// The certificate is checked against the host of addr as given (gomemcache
+// dials the address it resolved, which would lose a host name), unless
+// tlsConfig names a ServerName.
+func dialer(addr string, timeout time.Duration, tlsConfig *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: timeout}
 	if tlsConfig == nil {
 		return d.DialContext
+	}
+	if tlsConfig.ServerName == "" {
+		tlsConfig = tlsConfig.Clone()
+		tlsConfig.ServerName, _, _ = net.SplitHostPort(addr)
 	}
 	return (&tls.Dialer{NetDialer: d, Config: tlsConfig}).DialContext
 }

@@ -23,10 +23,14 @@ import (
 	"github.com/mcsession/mcsession/internal/memcachetest"
 )
 
-// reviewCopyKeys returns, for the unsigned session ID id (with node part),
+// Faults of signed IDs, sealed copies, TLS and MaxSessions found by an
+// adversarial review: each test's comment describes the scenario as it
+// failed; the test pins that it holds now.
+
+// faultCopyKeys returns, for the unsigned session ID id (with node part),
 // the memcached key of its copy on each of servers (n1, n2, ...): a copy
 // on node nX is stored under the key of the ID with node part nX.
-func reviewCopyKeys(t *testing.T, id string, servers int) []string {
+func faultCopyKeys(t *testing.T, id string, servers int) []string {
 	t.Helper()
 	p := mustParseID(t, id)
 	keys := make([]string, servers)
@@ -36,9 +40,9 @@ func reviewCopyKeys(t *testing.T, id string, servers int) []string {
 	return keys
 }
 
-// reviewRewriteHeader decodes blob's envelope, lets edit change it, and
+// faultRewriteHeader decodes blob's envelope, lets edit change it, and
 // re-encodes it in front of the untouched (sealed) payload.
-func reviewRewriteHeader(t *testing.T, blob []byte, edit func(*envelope)) []byte {
+func faultRewriteHeader(t *testing.T, blob []byte, edit func(*envelope)) []byte {
 	t.Helper()
 	env, rest, err := decodeEnvelope(blob, "")
 	require.NoError(t, err)
@@ -47,11 +51,11 @@ func reviewRewriteHeader(t *testing.T, blob []byte, edit func(*envelope)) []byte
 	return appendEnvelope(nil, env, rest)
 }
 
-// TestReviewSealedHeaderLifetimeExtended: with Keys, a writer to memcached
+// TestSealedHeaderLifetimeIsAuthenticated: with Keys, a writer to memcached
 // rewrites the clear envelope header of a sealed copy (created = now) and
 // a session past its Lifetime is loaded again: the header is not bound to
 // the seal (the associated data is the memcached key only).
-func TestReviewSealedHeaderLifetimeExtended(t *testing.T) {
+func TestSealedHeaderLifetimeIsAuthenticated(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
 	cfg := Config{Nodes: nodesOf(servers...), Route: "a", Keys: testKeys(), SyncBackup: true, Lifetime: time.Second}
 	a := newInstance(t, cfg)
@@ -62,12 +66,12 @@ func TestReviewSealedHeaderLifetimeExtended(t *testing.T) {
 	a.crash()
 
 	time.Sleep(1500 * time.Millisecond) // the session's Lifetime is over
-	for i, k := range reviewCopyKeys(t, id, len(servers)) {
+	for i, k := range faultCopyKeys(t, id, len(servers)) {
 		blob, found, err := servers[i].Get(k)
 		if err != nil || !found {
 			continue
 		}
-		forged := reviewRewriteHeader(t, blob, func(e *envelope) { e.created = time.Now() })
+		forged := faultRewriteHeader(t, blob, func(e *envelope) { e.created = time.Now() })
 		require.NoError(t, servers[i].Set(k, forged, 3600))
 	}
 	cfg.Route = "b"
@@ -76,11 +80,11 @@ func TestReviewSealedHeaderLifetimeExtended(t *testing.T) {
 	assert.Empty(t, got, "a session past its 1s Lifetime, its sealed copies' clear header rewritten in memcached: must not load (OpenFailures=%d)", b.m.Stats().OpenFailures)
 }
 
-// TestReviewSealedHeaderGenerationRaised: with Keys, a writer to memcached
+// TestSealedHeaderGenerationIsAuthenticated: with Keys, a writer to memcached
 // raises the generation in the clear header of an older sealed copy of the
 // session and so rolls the session back to it ("role" admin after it was
 // set to user).
-func TestReviewSealedHeaderGenerationRaised(t *testing.T) {
+func TestSealedHeaderGenerationIsAuthenticated(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
 	cfg := Config{Nodes: nodesOf(servers...), Route: "a", Keys: testKeys(), SyncBackup: true}
 	a := newInstance(t, cfg)
@@ -88,13 +92,13 @@ func TestReviewSealedHeaderGenerationRaised(t *testing.T) {
 	checkSet(t, br, a, "role", "admin")
 	cookie := br.sessionID(a)
 	id := cookie[:len(cookie)-macHexLen-1]
-	keys := reviewCopyKeys(t, id, len(servers))
+	keys := faultCopyKeys(t, id, len(servers))
 	old, found, err := servers[0].Get(keys[0])
 	require.True(t, found && err == nil, "the copy on n1")
 	checkSet(t, br, a, "role", "user") // generation 2 on both nodes
 	a.crash()
 
-	forged := reviewRewriteHeader(t, old, func(e *envelope) { e.gen = 99 })
+	forged := faultRewriteHeader(t, old, func(e *envelope) { e.gen = 99 })
 	require.NoError(t, servers[0].Set(keys[0], forged, 3600))
 	cfg.Route = "b"
 	b := newInstance(t, cfg)
@@ -102,12 +106,12 @@ func TestReviewSealedHeaderGenerationRaised(t *testing.T) {
 		"an old sealed copy replayed with its clear generation raised: must not outrank the newer copy (OpenFailures=%d)", b.m.Stats().OpenFailures)
 }
 
-// TestReviewTamperedCookieOnHoldingInstance: the README promises that "a
+// TestTamperedCookieOnHoldingInstanceIsRejected: the README promises that "a
 // forged or tampered ID is rejected before any memcached operation
 // (ForgedIDs)". On the instance holding the session, a cookie whose route
 // and MAC were changed is served the session, costs memcached gets on
 // every request (refresh runs before any MAC check) and is not counted.
-func TestReviewTamperedCookieOnHoldingInstance(t *testing.T) {
+func TestTamperedCookieOnHoldingInstanceIsRejected(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
 	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a", Keys: testKeys(), SyncBackup: true})
 	rec := serveSession(m, "", func(s *Session) { s.Set("user", "ada") })
@@ -131,13 +135,13 @@ func TestReviewTamperedCookieOnHoldingInstance(t *testing.T) {
 	assert.Nil(t, got, "the session served to a cookie whose MAC does not verify")
 }
 
-// TestReviewTLSServerNameOfGets: Config.TLS says "ServerName defaults to
+// TestTLSServerNameForEveryConnection: Config.TLS says "ServerName defaults to
 // the node's host". The pipelined sets dial the node's host name, but
 // gomemcache (gets, touches, deletes, pings) dials the resolved IP, so
 // with a certificate for the host name (the usual case) every get fails
 // verification: a session stored over TLS cannot be taken over.
-func TestReviewTLSServerNameOfGets(t *testing.T) {
-	ca, files := reviewHostCA(t, "localhost")
+func TestTLSServerNameForEveryConnection(t *testing.T) {
+	ca, files := faultHostCA(t, "localhost")
 	servers := memcachetest.StartN(t, 2, memcachetest.Options{TLS: &files})
 	var nodes []string
 	for i, s := range servers {
@@ -159,9 +163,9 @@ func TestReviewTLSServerNameOfGets(t *testing.T) {
 		"a takeover over TLS with a certificate for the node's host name (NodesUp=%d, LoadsError=%d)", b.m.Stats().NodesUp, b.m.Stats().LoadsError)
 }
 
-// reviewHostCA makes a CA and a server certificate for the DNS name host
+// faultHostCA makes a CA and a server certificate for the DNS name host
 // only (no IP address).
-func reviewHostCA(t *testing.T, host string) (*x509.CertPool, memcachetest.TLSFiles) {
+func faultHostCA(t *testing.T, host string) (*x509.CertPool, memcachetest.TLSFiles) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -191,10 +195,11 @@ func reviewHostCA(t *testing.T, host string) (*x509.CertPool, memcachetest.TLSFi
 	return pool, files
 }
 
-// reviewDrop takes the session with random part random out of memory as
+// faultDrop takes the session with random part random out of memory as
 // makeRoom does under MaxSessions pressure (evictOne samples the map).
-func reviewDrop(t *testing.T, m *Manager, random string) {
+func faultDrop(t *testing.T, m *Manager, random string) {
 	t.Helper()
+	waitIdle(t, m) // a session with a queued touch is not dropped, it would be ended
 	for range 10_000 {
 		if _, ok := m.sessions.Get(random); !ok {
 			return
@@ -204,14 +209,14 @@ func reviewDrop(t *testing.T, m *Manager, random string) {
 	t.Fatal("the session was never dropped")
 }
 
-// TestReviewReleasedSessionDroppedLosesChange: a request releases its
+// TestReleasedSessionDroppedKeepsChange: a request releases its
 // session (Session.Release, documented: "using the session again after
 // Release takes it again"); MaxSessions pressure drops it from memory
 // (it is safe in memcached); another request of the user loads it again;
 // the first request then changes it. entryLocked re-acquires the dropped
 // entry, so its change goes to an entry no longer in the map: the user's
 // next request does not see it, and one of the two changes is lost.
-func TestReviewReleasedSessionDroppedLosesChange(t *testing.T) {
+func TestReleasedSessionDroppedKeepsChange(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
 	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a", Keys: testKeys(), SyncBackup: true})
 	rec := serveSession(m, "", func(s *Session) { s.Set("n", "1") })
@@ -222,7 +227,7 @@ func TestReviewReleasedSessionDroppedLosesChange(t *testing.T) {
 	serveSession(m, cookie, func(s *Session) {
 		s.Get("n")
 		s.Release() // a stream that stays open
-		reviewDrop(t, m, random)
+		faultDrop(t, m, random)
 		serveSession(m, cookie, func(s *Session) { s.Set("other", "x") }) // the user's next tab
 		s.Set("n", "2")                                                   // used again after Release
 	})
@@ -232,13 +237,13 @@ func TestReviewReleasedSessionDroppedLosesChange(t *testing.T) {
 	assert.Equal(t, "x", other, "the other request's change")
 }
 
-// TestReviewLoadedSessionDroppedBeforeUse: resolve calls makeRoom after a
+// TestLoadedSessionNotDroppedBeforeUse: resolve calls makeRoom after a
 // load has put the session in the map but before acquiring it, so the
 // session just loaded for a request may be the one dropped ("a session in
 // use by a request is never taken"): the request then works on an entry
 // that is not in the map, and a concurrent request of the same user loads
 // another one; one's change is lost.
-func TestReviewLoadedSessionDroppedBeforeUse(t *testing.T) {
+func TestLoadedSessionNotDroppedBeforeUse(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
 	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a", Keys: testKeys(), SyncBackup: true, MaxSessions: 1})
 	rec := serveSession(m, "", func(s *Session) { s.Set("n", "0") })
@@ -248,7 +253,7 @@ func TestReviewLoadedSessionDroppedBeforeUse(t *testing.T) {
 
 	droppedInUse := 0
 	for i := 1; i <= 200 && droppedInUse == 0; i++ {
-		reviewDrop(t, m, random)
+		faultDrop(t, m, random)
 		serveSession(m, cookie, func(s *Session) {
 			s.Get("n") // loads it
 			if _, ok := m.sessions.Get(random); ok {
@@ -262,14 +267,14 @@ func TestReviewLoadedSessionDroppedBeforeUse(t *testing.T) {
 	require.Zero(t, droppedInUse, "a session loaded for a request was dropped from memory by that request's own makeRoom before it was acquired")
 }
 
-// TestReviewRenewIDFloodExceedsMaxSessions: a bot flood on a login
+// TestRenewIDFloodStaysWithinMaxSessions: a bot flood on a login
 // endpoint (create a session, RenewID, never send the cookie back) past
 // UnconfirmedBudget leaves one stand-in per RenewID in the session map
 // that nothing can evict (removed, not buried) until the next store, which
 // never comes for a session waiting for its client: MaxSessions does not
 // bound memory, and the README admits only stand-ins of ended sessions
 // waiting for a down node.
-func TestReviewRenewIDFloodExceedsMaxSessions(t *testing.T) {
+func TestRenewIDFloodStaysWithinMaxSessions(t *testing.T) {
 	servers := memcachetest.StartN(t, 2)
 	const maxSessions, bots = 50, 2000
 	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a", Keys: testKeys(), MaxSessions: maxSessions, UnconfirmedBudget: 5})
