@@ -75,6 +75,12 @@
 // plus a SHA-256 of the ID with that node, so memcached never holds a
 // usable session ID.
 //
+// With Config.Keys (set them in production) the cookie carries a MAC of
+// the ID, so a forged ID costs no memcached operation, and every copy in
+// memcached is sealed with AES-256-GCM; Config.TLS encrypts the traffic to
+// memcached, and Config.MaxSessions bounds the sessions held in memory.
+// The README's Security section has the threat model.
+//
 // # What a request costs
 //
 // A request that only reads a session held locally makes no memcached call.
