@@ -22,10 +22,19 @@ type copies [maxCopies]copyAt
 // any reports whether c holds a copy.
 func (c *copies) any() bool { return c[0].key != "" }
 
+// all returns the copies c holds (a prefix of c: add fills from the first).
+func (c *copies) all() []copyAt {
+	n := 0
+	for n < len(c) && c[n].key != "" {
+		n++
+	}
+	return c[:n]
+}
+
 // has reports whether c holds the copy under key on node.
 func (c *copies) has(node, key string) bool {
-	for _, a := range c {
-		if a.key == key && a.node == node && key != "" {
+	for _, a := range c.all() {
+		if a.key == key && a.node == node {
 			return true
 		}
 	}
@@ -34,8 +43,8 @@ func (c *copies) has(node, key string) bool {
 
 // on reports whether c holds a copy on node.
 func (c *copies) on(node string) bool {
-	for _, a := range c {
-		if a.node == node && a.key != "" {
+	for _, a := range c.all() {
+		if a.node == node {
 			return true
 		}
 	}
@@ -45,8 +54,8 @@ func (c *copies) on(node string) bool {
 // drop removes the copies on node.
 func (c *copies) drop(node string) {
 	var keep copies
-	for _, a := range c {
-		if a.key != "" && a.node != node {
+	for _, a := range c.all() {
+		if a.node != node {
 			keep.add(a)
 		}
 	}

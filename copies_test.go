@@ -81,14 +81,10 @@ func TestTwoCopiesSurviveInstanceAndNode(t *testing.T) {
 func TestSecondCopyOnNextNodeOfRanking(t *testing.T) {
 	servers := memcachetest.StartN(t, 3)
 	m := newTestManager(t, Config{Nodes: nodesOf(servers...), Route: "a", SyncBackup: true})
-	ns := replicaOf(m).cluster.load()
 	for i := range 20 {
 		rec := serveSession(m, "", func(s *Session) { s.Set("user", strconv.Itoa(i)) })
 		id := mustParseID(t, setCookieValue(t, rec.Result().Header))
-		var rank []string
-		for _, j := range ns.ring.Rank(id.random, nil) {
-			rank = append(rank, ns.list[j].ID)
-		}
+		rank := rankOf(m, id.random)
 		require.Equal(t, rank[0], id.node, "session %d's home: the first node of its ranking %v", i, rank)
 		for _, s := range servers {
 			at := id
@@ -122,11 +118,7 @@ func TestHomeDownMovesToSecondCopy(t *testing.T) {
 	a := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", SyncBackup: true, OperationTimeout: opTimeout})
 	br := newSessionOn(t, a, "n1", "user", "ada")
 	old := mustParseID(t, br.sessionID(a))
-	ns := replicaOf(a.m).cluster.load()
-	var rank []string
-	for _, j := range ns.ring.Rank(old.random, nil) {
-		rank = append(rank, ns.list[j].ID)
-	}
+	rank := rankOf(a.m, old.random)
 	require.Equal(t, "n1", rank[0])
 	servers[0].Kill()
 	checkSet(t, br, a, "user", "grace")
@@ -303,11 +295,7 @@ func TestMoveWritesOnlyTheNewSecondCopy(t *testing.T) {
 	a := newInstance(t, Config{Nodes: nodesOf(servers...), Route: "a", SyncBackup: true, OperationTimeout: opTimeout})
 	br := newSessionOn(t, a, "n1", "user", "ada")
 	old := mustParseID(t, br.sessionID(a))
-	ns := replicaOf(a.m).cluster.load()
-	var rank []string
-	for _, j := range ns.ring.Rank(old.random, nil) {
-		rank = append(rank, ns.list[j].ID)
-	}
+	rank := rankOf(a.m, old.random)
 	e := localEntry(t, a.m, old.String())
 	e.writeMu.Lock()
 	gen := e.storedGen
@@ -323,7 +311,8 @@ func TestMoveWritesOnlyTheNewSecondCopy(t *testing.T) {
 	})
 
 	servers[0].Kill()
-	replicaOf(a.m).cluster.failed(ns.byID["n1"], errTimeoutForTest{}) // its death is known
+	r := replicaOf(a.m)
+	r.cluster.failed(r.cluster.load().byID["n1"], errTimeoutForTest{}) // its death is known
 	before := serverStats(t, servers[1:])
 	assert.Equal(t, "ada", mustDo(t, br, a, "GET", "/get?key=user"), "a read after n1 died")
 	waitIdle(t, a.m)
@@ -343,4 +332,15 @@ func TestMoveWritesOnlyTheNewSecondCopy(t *testing.T) {
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
 	assert.Equal(t, gen, e.storedGen, "the generation: the values did not change")
+}
+
+// rankOf returns the ids of m's nodes in the ranking of a session's random
+// part.
+func rankOf(m *Manager, random string) []string {
+	ns := replicaOf(m).cluster.load()
+	var rank []string
+	for _, j := range ns.ring.Rank(random, nil) {
+		rank = append(rank, ns.list[j].ID)
+	}
+	return rank
 }

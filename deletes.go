@@ -24,7 +24,7 @@ func (r *memcacheReplica) deleteEnded(e *entry) error {
 		e.mu.Lock()
 		random := e.random
 		e.mu.Unlock()
-		r.bury(e, random, e.stored[:]...)
+		r.bury(e, random, e.stored.all()...)
 	}
 	if down {
 		return errNoNodeUp
@@ -44,10 +44,8 @@ func (r *memcacheReplica) deleteEnded(e *entry) error {
 // copies were stored under. e.writeMu is held.
 func (r *memcacheReplica) dropCopy(e *entry, random string) {
 	if r.deleteReachable(e) {
-		for _, a := range e.stored {
-			if a.key != "" {
-				r.deferDelete(a, e)
-			}
+		for _, a := range e.stored.all() {
+			r.deferDelete(a, e)
 		}
 	}
 	if len(e.left) > 0 {
@@ -69,10 +67,7 @@ func (r *memcacheReplica) deleteReachable(e *entry) (down bool) {
 	}
 	ns := r.cluster.load()
 	var keep copies
-	for _, a := range e.stored {
-		if a.key == "" {
-			continue
-		}
+	for _, a := range e.stored.all() {
 		if n := ns.byID[a.node]; n != nil && !n.up.Load() || r.deleteKey(a, e) != nil {
 			keep.add(a)
 		}
@@ -113,7 +108,7 @@ func (r *memcacheReplica) bury(e *entry, random string, extra ...copyAt) {
 	blob := appendEnvelope(nil, env, nil)
 	var routes []string
 	for _, a := range append(extra, e.left...) {
-		if a.key != "" && !slices.Contains(routes, a.route) {
+		if !slices.Contains(routes, a.route) {
 			routes = append(routes, a.route)
 		}
 	}

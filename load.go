@@ -201,10 +201,8 @@ func (r *memcacheReplica) adopt(f found) (*entry, error) {
 	now := time.Now()
 	for _, life := range []time.Duration{env.lifetime, r.cfg.Lifetime} {
 		if life > 0 && now.Sub(env.created) > life {
-			for _, a := range f.at {
-				if a.key != "" {
-					r.deleteKey(a, nil)
-				}
+			for _, a := range f.at.all() {
+				r.deleteKey(a, nil)
 			}
 			return nil, nil
 		}
@@ -218,13 +216,8 @@ func (r *memcacheReplica) adopt(f found) (*entry, error) {
 		values:     values,
 		created:    env.created,
 		lastAccess: now,
-		storedHash: hash,
-		storedGen:  env.gen,
-		stored:     f.at,
 	}
-	for _, a := range f.unknown {
-		r.deferDelete(a, e) // a copy may be there: deleted when its node is back
-	}
+	r.takeCopies(e, f, hash)
 	// The ID is built afresh: id's parts are substrings of the request's
 	// Cookie header, which the session must not keep alive.
 	e.setID(sessionID{id.random, id.node, r.cfg.Route})
@@ -244,6 +237,17 @@ func (r *memcacheReplica) adopt(f found) (*entry, error) {
 	r.placeLocked(e)
 	e.mu.Unlock()
 	return e, nil
+}
+
+// takeCopies records in e what fetch found: where the copies are, and the
+// generation and hash (of its values) of the newest. A copy may be on a
+// node that did not answer: it is deleted when the node is back. e.writeMu
+// and e.mu are held, or e is not shared yet.
+func (r *memcacheReplica) takeCopies(e *entry, f found, hash uint64) {
+	e.storedHash, e.storedGen, e.stored = hash, f.best.env.gen, f.at
+	for _, a := range f.unknown {
+		r.deferDelete(a, e)
+	}
 }
 
 // decodeCopy decodes a stored payload into values and the hash that
@@ -312,10 +316,7 @@ func (r *memcacheReplica) refresh(e *entry, id sessionID) (gone bool) {
 		return false
 	}
 	e.values, e.verified = values, nil
-	e.storedHash, e.storedGen, e.stored = hash, f.best.env.gen, f.at
-	for _, a := range f.unknown {
-		r.deferDelete(a, e)
-	}
+	r.takeCopies(e, f, hash)
 	e.dirty, e.readMutable = true, false // stored again under this instance's ID
 	e.takenFrom = id.route
 	r.stats.failbacks.Add(1)

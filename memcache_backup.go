@@ -231,8 +231,8 @@ func (r *memcacheReplica) setNodes(specs []nodespec.Node) error {
 			if moved[e.node] {
 				return true
 			}
-			for _, a := range e.stored {
-				if moved[a.node] && a.key != "" {
+			for _, a := range e.stored.all() {
+				if moved[a.node] {
 					return true
 				}
 			}
@@ -384,15 +384,12 @@ func (r *memcacheReplica) rescueSessions() {
 	want := min(ns.copies, up)
 	r.queueWhere(func(e *entry) bool {
 		rescue := down(e.node)
-		have := 0
-		for _, a := range e.stored {
-			if a.key != "" {
-				rescue = rescue || down(a.node)
-				have++
-			}
+		have := e.stored.all()
+		for _, a := range have {
+			rescue = rescue || down(a.node)
 		}
 		switch {
-		case !rescue && (have == 0 || have >= want):
+		case !rescue && (len(have) == 0 || len(have) >= want):
 			return false
 		case up == 0:
 			e.dirty = true

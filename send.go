@@ -79,8 +79,8 @@ func (r *memcacheReplica) record(op *storeOp) error {
 	wrote, refused, failure := r.outcome(op)
 	if refused != nil {
 		// memcached's -I is below ItemSizeLimit: not a node failure.
-		for _, a := range wrote {
-			if a.key != "" && !e.stored.has(a.node, a.key) {
+		for _, a := range wrote.all() {
+			if !e.stored.has(a.node, a.key) {
 				r.deleteKey(a, e) // giveUp drops the others
 			}
 		}
@@ -100,14 +100,10 @@ func (r *memcacheReplica) record(op *storeOp) error {
 		return failure
 	}
 	r.stats.backupsWritten.Add(1)
-	for _, a := range wrote {
-		if a.key != "" {
-			r.stats.copiesWritten.Add(1)
-		}
-	}
+	r.stats.copiesWritten.Add(uint64(len(wrote.all())))
 	old := e.stored
 	if op.keep.any() {
-		wrote = op.inOrder(wrote)
+		wrote = op.inOrder(wrote, r.cfg.Route)
 	}
 	e.storedHash, e.storedGen, e.rejected, e.tombstoned = op.hash, op.gen, 0, false
 	e.verified = op.snap
@@ -128,8 +124,8 @@ func (r *memcacheReplica) record(op *storeOp) error {
 		renamed, e.renamed = e.renamed, nil
 	}
 	e.mu.Unlock()
-	for _, a := range old {
-		if a.key != "" && !wrote.has(a.node, a.key) {
+	for _, a := range old.all() {
+		if !wrote.has(a.node, a.key) {
 			r.deleteKey(a, e)
 		}
 	}

@@ -124,15 +124,12 @@ type storeOp struct {
 }
 
 // inOrder returns the copies at op's places, in their order (home first),
-// that op kept or wrote.
-func (op *storeOp) inOrder(wrote copies) copies {
+// that op kept or wrote (under route, this instance's).
+func (op *storeOp) inOrder(wrote copies, route string) copies {
 	var c copies
 	for _, p := range op.ps {
-		for _, a := range append(op.keep[:], wrote[:]...) {
-			if p.n != nil && a.key == p.key && a.node == p.n.ID {
-				c.add(a)
-				break
-			}
+		if p.n != nil && (op.keep.has(p.n.ID, p.key) || wrote.has(p.n.ID, p.key)) {
+			c.add(copyAt{p.n.ID, p.key, route})
 		}
 	}
 	return c
